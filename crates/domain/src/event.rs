@@ -1,0 +1,166 @@
+//! Events: the facts segmentd records, named in the past tense, and the
+//! envelope every event travels in.
+//!
+//! Every payload struct here is **frozen once released**: postcard has no
+//! field tags, so adding, removing or reordering a field breaks the bytes
+//! already in the log. Evolution adds a new payload type (`…V2`) and a new
+//! event type code in the log crate's codec, which upcasts the old one. The
+//! golden fixtures in `tests/fixtures/events` hold every released type.
+
+use crate::contact::Contact;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What kind of aggregate an event belongs to; part of its log subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AggregateKind {
+    /// One contact, keyed by its (lowercase) email.
+    Contact,
+    /// The organisation's segment catalogue: every segment of one org is one
+    /// aggregate, so that "names are unique per org" is decided against one
+    /// sequence and holds under concurrent writers.
+    Segments,
+}
+
+impl AggregateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggregateKind::Contact => "contact",
+            AggregateKind::Segments => "segments",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "contact" => Some(AggregateKind::Contact),
+            "segments" => Some(AggregateKind::Segments),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AggregateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The id of the one segment-catalogue aggregate of an org.
+pub const SEGMENT_CATALOG_ID: &str = "catalog";
+
+/// Identifies one aggregate's event stream within the log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AggregateId {
+    pub org: String,
+    pub kind: AggregateKind,
+    pub id: String,
+}
+
+impl AggregateId {
+    pub fn contact(org: &str, email: &str) -> Self {
+        AggregateId { org: org.to_owned(), kind: AggregateKind::Contact, id: email.to_owned() }
+    }
+
+    pub fn segment_catalog(org: &str) -> Self {
+        AggregateId { org: org.to_owned(), kind: AggregateKind::Segments, id: SEGMENT_CATALOG_ID.to_owned() }
+    }
+}
+
+impl fmt::Display for AggregateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.org, self.kind, self.id)
+    }
+}
+
+/// Who or what caused an event, and under which command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique per event; chosen by the writer.
+    pub event_id: u128,
+    /// The client-chosen id of the command; retries reuse it.
+    pub command_id: String,
+    pub aggregate: AggregateId,
+    /// The API key's name or the service identity that sent the command.
+    pub actor: String,
+    pub time: Timestamp,
+    pub event: Event,
+}
+
+/// Every event type segmentd records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    ContactCreated(ContactCreated),
+    ContactUpdated(ContactUpdated),
+    ContactDeleted(ContactDeleted),
+    SegmentCreated(SegmentCreated),
+    SegmentUpdated(SegmentUpdated),
+    SegmentDeleted(SegmentDeleted),
+}
+
+impl Event {
+    /// The stable type name used in headers, filters and JSON renderings.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::ContactCreated(_) => "ContactCreated",
+            Event::ContactUpdated(_) => "ContactUpdated",
+            Event::ContactDeleted(_) => "ContactDeleted",
+            Event::SegmentCreated(_) => "SegmentCreated",
+            Event::SegmentUpdated(_) => "SegmentUpdated",
+            Event::SegmentDeleted(_) => "SegmentDeleted",
+        }
+    }
+}
+
+/// A contact appeared. Carries the whole contact, so the last event of a
+/// contact is its current state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactCreated {
+    pub contact: Contact,
+}
+
+/// A contact changed: its whole new state, and the names of the fields that
+/// changed (so readers need not diff).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactUpdated {
+    pub contact: Contact,
+    pub changed: Vec<String>,
+}
+
+/// A contact was removed from the organisation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactDeleted {
+    pub email: String,
+}
+
+/// A segment was defined. `criteria` is the canonical text form.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentCreated {
+    pub segment_id: u64,
+    pub name: String,
+    pub criteria: String,
+}
+
+/// From what to what a segment property changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub from: String,
+    pub to: String,
+}
+
+/// A segment was renamed and/or given new criteria; `version` is the
+/// segment's version after the change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentUpdated {
+    pub segment_id: u64,
+    pub version: u64,
+    pub name: Option<Change>,
+    pub criteria: Option<Change>,
+}
+
+/// A segment was deleted; its name is free again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentDeleted {
+    pub segment_id: u64,
+    pub name: String,
+}

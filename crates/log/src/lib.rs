@@ -1,0 +1,109 @@
+//! The event log: the only source of truth. This crate owns the port every
+//! backend implements ([`EventLog`]), the byte encoding of events
+//! ([`codec`]), and the embedded backend that needs no server
+//! ([`embedded`]).
+//!
+//! **Must not depend on** tonic, prost or sled: the log knows events and
+//! sequences, not the API or the read models.
+
+pub mod codec;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod embedded;
+
+use async_trait::async_trait;
+use segmentd_domain::{AggregateId, Envelope};
+use tokio::sync::watch;
+
+/// A log sequence: 1 for the first event, gapless in the embedded log.
+pub type Seq = u64;
+
+/// An event as the log holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub seq: Seq,
+    pub envelope: Envelope,
+}
+
+/// The events one command appends to one aggregate, and the aggregate's last
+/// sequence that the decision was made against (0: the aggregate has no events).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendEntry {
+    pub aggregate: AggregateId,
+    pub expected_last_seq: Seq,
+    pub events: Vec<Envelope>,
+}
+
+/// Everything one command appends. Idempotent on `(org, command_id)`: a retry
+/// appends nothing and answers with the first attempt's sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendRequest {
+    pub org: String,
+    pub command_id: String,
+    pub entries: Vec<AppendEntry>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// The events are durable; `last_seq` is the sequence of the last one.
+    New { last_seq: Seq },
+    /// The command id was seen before; nothing was appended.
+    Duplicate { last_seq: Seq },
+}
+
+impl Appended {
+    pub fn last_seq(self) -> Seq {
+        match self {
+            Appended::New { last_seq } | Appended::Duplicate { last_seq } => last_seq,
+        }
+    }
+}
+
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to the aggregate since the decision was made;
+    /// nothing of the request was appended. Re-read and decide again.
+    #[error("aggregate {aggregate} is at sequence {actual}, not the expected {expected}")]
+    Conflict { aggregate: AggregateId, expected: Seq, actual: Seq },
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// The log could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    #[error("event log I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("event log corrupt at sequence {seq}: {reason}")]
+    Corrupt { seq: Seq, reason: String },
+    #[error("the request is invalid for the log: {0}")]
+    InvalidRequest(String),
+}
+
+/// The port every log backend implements and one conformance suite checks.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends all entries atomically where the backend can, or not at all on
+    /// a conflict; returns only once the events are durable.
+    async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError>;
+
+    /// The aggregate's last event, if it has any.
+    async fn last_of(&self, aggregate: &AggregateId) -> Result<Option<Recorded>, LogError>;
+
+    /// The aggregate's events with a sequence above `after`, in order.
+    async fn read_aggregate(&self, aggregate: &AggregateId, after: Seq) -> Result<Vec<Recorded>, LogError>;
+
+    /// Up to `max` events with sequence `>= from`, in order.
+    async fn read(&self, from: Seq, max: usize) -> Result<Vec<Recorded>, LogError>;
+
+    /// The sequence of the last event in the log (0 when empty).
+    async fn last_seq(&self) -> Result<Seq, LogError>;
+
+    /// Follows the tail: the receiver sees the last sequence whenever it moves.
+    /// Copy the value out of `borrow()` at once: a `watch::Ref` held across
+    /// an await blocks the backend from publishing the next sequence.
+    fn subscribe(&self) -> watch::Receiver<Seq>;
+}

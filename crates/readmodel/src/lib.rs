@@ -1,0 +1,18 @@
+//! Read models: the projector folds the event log, in order, into a sled
+//! database and into in-memory views that queries read.
+//!
+//! Every batch of events goes to sled in one atomic batch together with the
+//! last sequence it contains, so after a crash the model resumes exactly
+//! where its durable state ends: no event applied twice, none skipped. The
+//! model can be deleted at any time and rebuilt from the log.
+//!
+//! **Must not depend on** tonic or prost (queries are answered in domain
+//! types; the API crate converts), nor on a particular log backend: the
+//! projector only sees the `EventLog` port.
+
+mod model;
+mod projector;
+mod store;
+
+pub use model::{Members, OrgView, ReadModel, ReadModelError, SegmentLookup};
+pub use projector::{ProjectorError, run_projector};

@@ -1,0 +1,308 @@
+//! The read model: durable in sled, served from memory. Queries take a
+//! consistent view (all of a batch or none of it) under a read lock.
+
+use crate::store::{self, Key};
+use segmentd_domain::criteria::Criteria;
+use segmentd_domain::segment::{SegmentCatalog, SegmentDef};
+use segmentd_domain::time::Timestamp;
+use segmentd_domain::{Contact, Event};
+use segmentd_log::{Recorded, Seq};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadModelError {
+    #[error("read model storage: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("read model record {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("the read model is at sequence {applied}; sequence {wanted} was not applied within {waited:?}")]
+    Lagging { applied: Seq, wanted: Seq, waited: Duration },
+}
+
+/// How a query names a segment.
+#[derive(Clone, Debug)]
+pub enum SegmentLookup<'a> {
+    Id(u64),
+    Name(&'a str),
+}
+
+/// One organisation's data. Contacts sit in rows numbered in the order they
+/// were first created; the row number is the stable order of member pages
+/// and is the same on every replica, because every replica applies the same
+/// log in the same order.
+#[derive(Default)]
+pub struct OrgView {
+    rows: Vec<Option<Arc<Contact>>>,
+    by_email: HashMap<String, u32>,
+    catalog: SegmentCatalog,
+    criteria: HashMap<u64, Arc<Criteria>>,
+}
+
+/// A page of members and where the next one starts.
+pub struct Members {
+    pub contacts: Vec<Arc<Contact>>,
+    /// The row to continue after, when there may be more.
+    pub next_after: Option<u32>,
+}
+
+impl OrgView {
+    pub fn contact(&self, email: &str) -> Option<&Arc<Contact>> {
+        let row = *self.by_email.get(email)?;
+        self.rows.get(row as usize)?.as_ref()
+    }
+
+    pub fn contact_count(&self) -> usize {
+        self.by_email.len()
+    }
+
+    pub fn segment(&self, lookup: SegmentLookup<'_>) -> Option<&SegmentDef> {
+        match lookup {
+            SegmentLookup::Id(id) => self.catalog.segments.get(&id),
+            SegmentLookup::Name(name) => self.catalog.by_name(name),
+        }
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &SegmentDef> {
+        self.catalog.segments.values()
+    }
+
+    /// The parsed criteria of a live segment.
+    pub fn segment_criteria(&self, id: u64) -> Option<&Arc<Criteria>> {
+        self.criteria.get(&id)
+    }
+
+    pub fn count(&self, criteria: &Criteria, at: Timestamp) -> u64 {
+        self.live().filter(|(_, c)| criteria.matches(c, at)).count() as u64
+    }
+
+    /// Up to `limit` matching contacts in row order, starting after row `after`.
+    pub fn members(&self, criteria: &Criteria, at: Timestamp, after: Option<u32>, limit: usize) -> Members {
+        let start = after.map_or(0, |r| r as usize + 1);
+        let mut contacts = Vec::with_capacity(limit.min(1024));
+        let mut last_row = None;
+        for (row, c) in self.live_from(start) {
+            if contacts.len() == limit {
+                return Members { contacts, next_after: last_row };
+            }
+            if criteria.matches(c, at) {
+                contacts.push(Arc::clone(c));
+                last_row = Some(row);
+            }
+        }
+        Members { contacts, next_after: None }
+    }
+
+    fn live(&self) -> impl Iterator<Item = (u32, &Arc<Contact>)> {
+        self.live_from(0)
+    }
+
+    fn live_from(&self, start: usize) -> impl Iterator<Item = (u32, &Arc<Contact>)> {
+        self.rows.iter().enumerate().skip(start).filter_map(|(i, c)| c.as_ref().map(|c| (i as u32, c)))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    applied: Seq,
+    orgs: HashMap<String, OrgView>,
+}
+
+pub struct ReadModel {
+    tree: sled::Tree,
+    // Kept so the database outlives the tree handle and can be flushed.
+    db: sled::Db,
+    state: RwLock<State>,
+    applied: watch::Sender<Seq>,
+}
+
+impl ReadModel {
+    /// Opens (or creates) the read model under `dir` and loads it into memory.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<ReadModel, ReadModelError> {
+        let db = sled::Config::new().path(dir).cache_capacity(cache_bytes).flush_every_ms(Some(500)).open()?;
+        let tree = db.open_tree("readmodel")?;
+        let layout = tree.get(store::KEY_LAYOUT)?.and_then(|v| store::u64_value(&v));
+        if layout != Some(store::LAYOUT_VERSION) {
+            if layout.is_some() {
+                tracing::warn!(?layout, "read model has another layout; rebuilding it from the log");
+            }
+            tree.clear()?;
+            tree.insert(store::KEY_LAYOUT, &store::LAYOUT_VERSION.to_be_bytes())?;
+        }
+        let state = load(&tree)?;
+        let (applied, _) = watch::channel(state.applied);
+        tracing::info!(applied = state.applied, orgs = state.orgs.len(), "read model loaded");
+        Ok(ReadModel { tree, db, state: RwLock::new(state), applied })
+    }
+
+    pub fn applied_seq(&self) -> Seq {
+        *self.applied.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Seq> {
+        self.applied.subscribe()
+    }
+
+    /// Waits until the model has applied `seq`, at most `timeout`.
+    pub async fn wait_for(&self, seq: Seq, timeout: Duration) -> Result<Seq, ReadModelError> {
+        let mut rx = self.applied.subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq)).await;
+        match waited {
+            Ok(Ok(applied)) => Ok(*applied),
+            _ => Err(ReadModelError::Lagging { applied: self.applied_seq(), wanted: seq, waited: timeout }),
+        }
+    }
+
+    /// Runs `f` on a consistent view of `org` and the sequence it reflects.
+    pub fn read<R>(&self, org: &str, f: impl FnOnce(&OrgView, Seq) -> R) -> R {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let empty = OrgView::default();
+        f(state.orgs.get(org).unwrap_or(&empty), state.applied)
+    }
+
+    /// Applies recorded events in order, durably and atomically with the
+    /// sequence of the last one. Events at or below the applied sequence are
+    /// skipped, so re-delivery after a restart is harmless.
+    pub fn apply(&self, events: &[Recorded]) -> Result<Seq, ReadModelError> {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut batch = sled::Batch::default();
+        let start = state.applied;
+        let mut applied = start;
+        for rec in events.iter().filter(|r| r.seq > start) {
+            let env = &rec.envelope;
+            let org = state.orgs.entry(env.aggregate.org.clone()).or_default();
+            apply_event(org, &env.aggregate.org, &env.event, env.time, &mut batch);
+            applied = rec.seq;
+        }
+        if applied == state.applied {
+            return Ok(applied);
+        }
+        batch.insert(store::KEY_APPLIED, &applied.to_be_bytes());
+        // If this fails the in-memory view is ahead of sled; the caller stops
+        // projecting and a restart reloads the durable state.
+        self.tree.apply_batch(batch)?;
+        state.applied = applied;
+        drop(state);
+        self.applied.send_replace(applied);
+        Ok(applied)
+    }
+
+    /// Forces buffered writes to disk (sled otherwise flushes every 500 ms).
+    pub async fn flush(&self) -> Result<(), ReadModelError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, batch: &mut sled::Batch) {
+    match event {
+        Event::ContactCreated(e) => put_contact(org, org_id, &e.contact, batch),
+        Event::ContactUpdated(e) => put_contact(org, org_id, &e.contact, batch),
+        Event::ContactDeleted(e) => {
+            if let Some(row) = org.by_email.remove(&e.email) {
+                org.rows[row as usize] = None;
+                batch.remove(store::contact_key(org_id, row));
+            }
+        }
+        Event::SegmentCreated(_) | Event::SegmentUpdated(_) | Event::SegmentDeleted(_) => {
+            org.catalog.apply(event, time);
+            batch.insert(store::last_segment_id_key(org_id), &org.catalog.last_id.to_be_bytes());
+            let id = match event {
+                Event::SegmentCreated(e) => e.segment_id,
+                Event::SegmentUpdated(e) => e.segment_id,
+                Event::SegmentDeleted(e) => e.segment_id,
+                _ => unreachable!("matched above"),
+            };
+            match org.catalog.segments.get(&id) {
+                Some(def) => {
+                    batch.insert(store::segment_key(org_id, id), store::encode_segment(def));
+                    cache_criteria(org, id);
+                }
+                None => {
+                    batch.remove(store::segment_key(org_id, id));
+                    org.criteria.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+fn put_contact(org: &mut OrgView, org_id: &str, contact: &Contact, batch: &mut sled::Batch) {
+    let row = match org.by_email.get(&contact.email) {
+        Some(row) => *row,
+        None => {
+            let row = org.rows.len() as u32;
+            org.rows.push(None);
+            org.by_email.insert(contact.email.clone(), row);
+            batch.insert(store::next_row_key(org_id), &(row + 1).to_be_bytes());
+            row
+        }
+    };
+    batch.insert(store::contact_key(org_id, row), store::encode_contact(contact));
+    org.rows[row as usize] = Some(Arc::new(contact.clone()));
+}
+
+/// Criteria are stored as text in events; parse once per definition change.
+fn cache_criteria(org: &mut OrgView, id: u64) {
+    let Some(def) = org.catalog.segments.get(&id) else { return };
+    match Criteria::parse(&def.criteria) {
+        Ok(c) => {
+            org.criteria.insert(id, Arc::new(c));
+        }
+        Err(e) => {
+            // Only text that parsed was ever recorded; failing here means the
+            // parser lost backwards compatibility, which the golden tests guard.
+            tracing::error!(segment = id, error = %e, "recorded criteria no longer parse");
+            org.criteria.remove(&id);
+        }
+    }
+}
+
+fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
+    let mut state = State::default();
+    let corrupt =
+        |k: &[u8], reason: String| ReadModelError::Corrupt { key: String::from_utf8_lossy(k).into_owned(), reason };
+    for kv in tree.iter() {
+        let (k, v) = kv?;
+        match store::parse_key(&k) {
+            Some(Key::Meta) => {
+                if &*k == store::KEY_APPLIED {
+                    state.applied = store::u64_value(&v).ok_or_else(|| corrupt(&k, "bad sequence".into()))?;
+                }
+            }
+            Some(Key::Contact { org, row }) => {
+                let contact: Contact = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e.to_string()))?;
+                let view = state.orgs.entry(org.to_owned()).or_default();
+                if view.rows.len() <= row as usize {
+                    view.rows.resize(row as usize + 1, None);
+                }
+                view.by_email.insert(contact.email.clone(), row);
+                view.rows[row as usize] = Some(Arc::new(contact));
+            }
+            Some(Key::NextRow { org }) => {
+                let next = store::u32_value(&v).ok_or_else(|| corrupt(&k, "bad row".into()))?;
+                let view = state.orgs.entry(org.to_owned()).or_default();
+                if view.rows.len() < next as usize {
+                    view.rows.resize(next as usize, None);
+                }
+            }
+            Some(Key::Segment { org }) => {
+                let stored: store::StoredSegment = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e.to_string()))?;
+                let def = SegmentDef::from(stored);
+                let id = def.id;
+                let view = state.orgs.entry(org.to_owned()).or_default();
+                view.catalog.segments.insert(id, def);
+                cache_criteria(view, id);
+            }
+            Some(Key::LastSegmentId { org }) => {
+                let last = store::u64_value(&v).ok_or_else(|| corrupt(&k, "bad id".into()))?;
+                state.orgs.entry(org.to_owned()).or_default().catalog.last_id = last;
+            }
+            None => return Err(corrupt(&k, "unknown key".into())),
+        }
+    }
+    Ok(state)
+}

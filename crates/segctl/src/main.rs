@@ -1,0 +1,482 @@
+//! `segctl`, the command-line client of segmentd: import contacts from CSV,
+//! manage segments, count and list their members, preview criteria.
+//!
+//! **Must not depend on** any segmentd server crate (domain, log, readmodel,
+//! server): it speaks the wire API only, through the generated gRPC client
+//! in segmentd-proto, exactly like any other client of the service.
+
+mod client;
+mod import;
+mod output;
+
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use client::{Api, command_id, with_segment};
+use output::{DEFAULT_FIELDS, contact_json, contact_row, contact_text, segment_json, segment_text, segments_table};
+use segmentd_proto::v1 as pb;
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "segctl", version, about = "The segmentd client: contacts, segments, members", long_about = None)]
+struct Cli {
+    /// The segmentd gRPC endpoint.
+    #[arg(long, global = true, env = "SEGCTL_SERVER", default_value = "http://127.0.0.1:50051", value_name = "URL")]
+    server: String,
+
+    /// API key, sent as `x-api-key` metadata; it selects the organisation.
+    #[arg(long, global = true, env = "SEGCTL_API_KEY", hide_env_values = true, value_name = "KEY")]
+    api_key: Option<String>,
+
+    /// Output format: text for people, json for scripts.
+    #[arg(long, global = true, env = "SEGCTL_OUTPUT", value_enum, default_value_t = Output::Text)]
+    output: Output,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Import and look up contacts.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// Create, change, delete and query segments.
+    #[command(subcommand)]
+    Segments(SegmentsCommand),
+    /// Count and show the contacts criteria would match, without saving a segment.
+    Preview {
+        /// Criteria in the text form, e.g. 'country = "DE" and age >= 30'.
+        #[arg(long)]
+        criteria: String,
+        /// Contacts to show (0: just the count).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1000))]
+        limit: u32,
+        #[command(flatten)]
+        read: ReadOptions,
+        /// Columns to print (comma-separated) [default: email,first_name,last_name,country].
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ContactsCommand {
+    /// Upsert contacts from a CSV file with a header: `email` is the key,
+    /// every other column a field (first_name, age, custom.plan, ...).
+    Import {
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+        /// Contacts per UpsertContacts request.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=i64::from(import::MAX_BATCH)))]
+        batch_size: u32,
+    },
+    /// Show one contact.
+    Get {
+        email: String,
+        /// Wait until the server has applied this log sequence.
+        #[arg(long, default_value_t = 0)]
+        min_sequence: u64,
+    },
+}
+
+/// The clock and consistency of a read.
+#[derive(clap::Args, Debug)]
+struct ReadOptions {
+    /// Evaluate relative dates as of this RFC 3339 instant (default: now).
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
+    /// Wait until the server has applied this log sequence (from a write).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    min_sequence: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum SegmentsCommand {
+    /// Create a segment.
+    Create {
+        name: String,
+        /// Criteria in the text form, e.g. 'country in ("DE","FR") and age between 25 and 34'.
+        #[arg(long)]
+        criteria: String,
+    },
+    /// Rename a segment and/or give it new criteria.
+    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["name", "criteria"])))]
+    Update {
+        #[arg(value_name = "NAME|ID")]
+        segment: String,
+        /// The new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// The new criteria.
+        #[arg(long)]
+        criteria: Option<String>,
+        /// Refuse (ABORTED) unless the segment is at this version.
+        #[arg(long, value_name = "N")]
+        expected_version: Option<u64>,
+    },
+    /// Delete a segment.
+    Delete {
+        #[arg(value_name = "NAME|ID")]
+        segment: String,
+        /// Refuse (ABORTED) unless the segment is at this version.
+        #[arg(long, value_name = "N")]
+        expected_version: Option<u64>,
+    },
+    /// List the segments.
+    List {
+        /// Wait until the server has applied this log sequence.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        min_sequence: u64,
+    },
+    /// Show one segment.
+    Get {
+        #[arg(value_name = "NAME|ID")]
+        segment: String,
+        /// Wait until the server has applied this log sequence.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        min_sequence: u64,
+    },
+    /// Count a segment's members; text output is just the number.
+    Count {
+        #[arg(value_name = "NAME|ID")]
+        segment: String,
+        #[command(flatten)]
+        read: ReadOptions,
+    },
+    /// List a segment's members, one per line (text: tab-separated; json: JSON lines).
+    Members {
+        #[arg(value_name = "NAME|ID")]
+        segment: String,
+        /// Members to print; 0 prints all of them.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Members per request [default: the limit, at most 1000].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        page_size: Option<u32>,
+        /// Columns to print (comma-separated) [default: email,first_name,last_name,country].
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        #[command(flatten)]
+        read: ReadOptions,
+    },
+}
+
+/// Writes to stdout; a closed pipe (`segctl … | head`) surfaces as an
+/// error that `main` treats as a quiet end.
+fn emit(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+fn emit_json(value: &serde_json::Value) -> std::io::Result<()> {
+    emit(&format!("{value}\n"))
+}
+
+/// `--fields`, or the default columns; blanks dropped.
+fn columns(fields: &[String]) -> Vec<String> {
+    let chosen: Vec<String> = fields.iter().map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect();
+    if chosen.is_empty() { DEFAULT_FIELDS.iter().map(|f| (*f).to_owned()).collect() } else { chosen }
+}
+
+fn criteria(text: String) -> Option<pb::CriteriaInput> {
+    Some(pb::CriteriaInput { kind: Some(pb::criteria_input::Kind::Text(text)) })
+}
+
+/// How many members to ask for next: the page size, capped by what the
+/// limit (0 = no limit) still allows.
+fn next_page_size(limit: u64, printed: u64, page_size: u32) -> u32 {
+    if limit == 0 { page_size } else { u32::try_from((limit - printed).min(u64::from(page_size))).unwrap_or(page_size) }
+}
+
+fn default_page_size(limit: u64) -> u32 {
+    if limit == 0 { 1000 } else { u32::try_from(limit.min(1000)).unwrap_or(1000) }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let api = Api::connect(&cli.server, cli.api_key.as_deref())?;
+    let out = cli.output;
+    match cli.command {
+        Command::Contacts(ContactsCommand::Import { file, batch_size }) => {
+            emit(&import::run(&api, &file, batch_size, out).await?)?;
+        }
+        Command::Contacts(ContactsCommand::Get { email, min_sequence }) => {
+            let contact = api.get_contact(pb::GetContactRequest { email, min_sequence }).await?;
+            match out {
+                Output::Text => emit(&contact_text(&contact))?,
+                Output::Json => emit_json(&contact_json::<&str>(&contact, None))?,
+            }
+        }
+        Command::Segments(command) => segments(&api, out, command).await?,
+        Command::Preview { criteria: text, limit, read, fields } => {
+            let reply = api
+                .preview_criteria(pb::PreviewCriteriaRequest {
+                    criteria: criteria(text),
+                    page_size: limit.max(1),
+                    min_sequence: read.min_sequence,
+                    at: read.at.unwrap_or_default(),
+                })
+                .await?;
+            let shown = &reply.contacts[..reply.contacts.len().min(limit as usize)];
+            let fields = columns(&fields);
+            match out {
+                Output::Text => {
+                    let mut text = format!("criteria: {}\ncount: {}\n", reply.criteria_text, reply.count);
+                    for c in shown {
+                        text.push_str(&contact_row(c, &fields));
+                        text.push('\n');
+                    }
+                    emit(&text)?;
+                }
+                Output::Json => emit_json(&json!({
+                    "criteria_text": reply.criteria_text,
+                    "count": reply.count,
+                    "sequence": reply.sequence,
+                    "contacts": shown.iter().map(|c| contact_json::<&str>(c, None)).collect::<Vec<_>>(),
+                }))?,
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::Result<()> {
+    match command {
+        SegmentsCommand::Create { name, criteria: text } => {
+            let reply = api
+                .create_segment(pb::CreateSegmentRequest { command_id: command_id(), name, criteria: criteria(text) })
+                .await?;
+            print_segment_reply(out, &reply)?;
+        }
+        SegmentsCommand::Update { segment, name, criteria: text, expected_version } => {
+            let (reply, _) = with_segment(&segment, |r| {
+                api.update_segment(pb::UpdateSegmentRequest {
+                    command_id: command_id(),
+                    segment: Some(r),
+                    expected_version: expected_version.unwrap_or(0),
+                    name: name.clone(),
+                    criteria: text.clone().and_then(criteria),
+                })
+            })
+            .await?;
+            print_segment_reply(out, &reply)?;
+        }
+        SegmentsCommand::Delete { segment, expected_version } => {
+            let (reply, _) = with_segment(&segment, |r| {
+                api.delete_segment(pb::DeleteSegmentRequest {
+                    command_id: command_id(),
+                    segment: Some(r),
+                    expected_version: expected_version.unwrap_or(0),
+                })
+            })
+            .await?;
+            match out {
+                Output::Text => emit(&format!("deleted segment {segment}\nsequence: {}\n", reply.sequence))?,
+                Output::Json => emit_json(&json!({
+                    "segment": segment,
+                    "deleted": true,
+                    "sequence": reply.sequence,
+                    "duplicate": reply.duplicate,
+                }))?,
+            }
+        }
+        SegmentsCommand::List { min_sequence } => {
+            let reply = api.list_segments(pb::ListSegmentsRequest { min_sequence }).await?;
+            match out {
+                Output::Text => emit(&segments_table(&reply.segments))?,
+                Output::Json => emit_json(&json!({
+                    "segments": reply.segments.iter().map(segment_json).collect::<Vec<_>>(),
+                    "sequence": reply.sequence,
+                }))?,
+            }
+        }
+        SegmentsCommand::Get { segment, min_sequence } => {
+            let (found, _) =
+                with_segment(&segment, |r| api.get_segment(pb::GetSegmentRequest { segment: Some(r), min_sequence }))
+                    .await?;
+            match out {
+                Output::Text => emit(&segment_text(&found, None))?,
+                Output::Json => emit_json(&segment_json(&found))?,
+            }
+        }
+        SegmentsCommand::Count { segment, read } => {
+            let at = read.at.unwrap_or_default();
+            let (reply, _) = with_segment(&segment, |r| {
+                api.count_members(pb::CountMembersRequest {
+                    segment: Some(r),
+                    min_sequence: read.min_sequence,
+                    at: at.clone(),
+                })
+            })
+            .await?;
+            match out {
+                Output::Text => emit(&format!("{}\n", reply.count))?,
+                Output::Json => {
+                    emit_json(&json!({"segment": segment, "count": reply.count, "sequence": reply.sequence}))?
+                }
+            }
+        }
+        SegmentsCommand::Members { segment, limit, page_size, fields, read } => {
+            members(api, out, &segment, limit, page_size.unwrap_or(default_page_size(limit)), &fields, read).await?;
+        }
+    }
+    Ok(())
+}
+
+fn print_segment_reply(out: Output, reply: &pb::SegmentReply) -> std::io::Result<()> {
+    let segment = reply.segment.clone().unwrap_or_default();
+    match out {
+        Output::Text => emit(&segment_text(&segment, Some(reply.sequence))),
+        Output::Json => emit_json(&json!({
+            "segment": segment_json(&segment),
+            "sequence": reply.sequence,
+            "duplicate": reply.duplicate,
+        })),
+    }
+}
+
+/// Prints members page by page, following page tokens until the limit (or
+/// the last page). Later pages read at least at the first page's sequence.
+async fn members(
+    api: &Api,
+    out: Output,
+    segment: &str,
+    limit: u64,
+    page_size: u32,
+    fields: &[String],
+    read: ReadOptions,
+) -> anyhow::Result<()> {
+    let at = read.at.unwrap_or_default();
+    let chosen = columns(fields);
+    let only = (!fields.is_empty()).then_some(&chosen[..]);
+    let request =
+        |segment: pb::SegmentRef, page_token: String, min_sequence: u64, printed: u64| pb::ListMembersRequest {
+            segment: Some(segment),
+            page_size: next_page_size(limit, printed, page_size),
+            page_token,
+            min_sequence,
+            at: at.clone(),
+        };
+    let (mut reply, by) =
+        with_segment(segment, |r| api.list_members(request(r, String::new(), read.min_sequence, 0))).await?;
+    let min_sequence = read.min_sequence.max(reply.sequence);
+    let mut printed = 0u64;
+    loop {
+        let mut text = String::new();
+        for contact in &reply.contacts {
+            if limit != 0 && printed >= limit {
+                break;
+            }
+            match out {
+                Output::Text => text.push_str(&contact_row(contact, &chosen)),
+                Output::Json => text.push_str(&contact_json(contact, only).to_string()),
+            }
+            text.push('\n');
+            printed += 1;
+        }
+        emit(&text)?;
+        if reply.next_page_token.is_empty() || (limit != 0 && printed >= limit) || reply.contacts.is_empty() {
+            return Ok(());
+        }
+        let token = std::mem::take(&mut reply.next_page_token);
+        reply = api.list_members(request(by.clone(), token, min_sequence, printed)).await?;
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// The line printed for a failure: `error: CODE: message` for a gRPC status.
+fn error_line(err: &anyhow::Error) -> String {
+    match err.downcast_ref::<tonic::Status>() {
+        Some(status) => format!("error: {}", output::status_line(status)),
+        None => format!("error: {err:#}"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}", error_line(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("segctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn options_parse_and_usage_errors_are_refused() {
+        let cli = parse(&["segments", "count", "germany", "--output", "json", "--at", "2025-01-01T00:00:00Z"]).unwrap();
+        assert_eq!(cli.output, Output::Json);
+        let cli = parse(&["contacts", "import", "x.csv"]).unwrap();
+        assert!(matches!(cli.command, Command::Contacts(ContactsCommand::Import { batch_size: 500, .. })));
+        assert!(parse(&["contacts", "import", "x.csv", "--batch-size", "1001"]).is_err());
+        assert!(parse(&["contacts", "import", "x.csv", "--batch-size", "0"]).is_err());
+        assert!(parse(&["segments", "update", "x"]).is_err(), "update needs --name or --criteria");
+        assert!(parse(&["segments", "update", "x", "--name", "y"]).is_ok());
+        assert!(parse(&["segments", "members", "x", "--page-size", "0"]).is_err());
+        let cli = parse(&["segments", "members", "x", "--fields", "email,country"]).unwrap();
+        let Command::Segments(SegmentsCommand::Members { fields, limit, .. }) = cli.command else { panic!("members") };
+        assert_eq!(fields, ["email", "country"]);
+        assert_eq!(limit, 100);
+        assert_eq!(parse(&["--output", "xml", "segments", "list"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn pages_stop_at_the_limit() {
+        assert_eq!(default_page_size(0), 1000);
+        assert_eq!(default_page_size(5), 5);
+        assert_eq!(default_page_size(5000), 1000);
+        assert_eq!(next_page_size(0, 4000, 1000), 1000);
+        assert_eq!(next_page_size(2500, 2000, 1000), 500);
+        assert_eq!(next_page_size(100, 0, 30), 30);
+    }
+
+    #[test]
+    fn columns_default_and_trim() {
+        assert_eq!(columns(&[]), DEFAULT_FIELDS);
+        assert_eq!(columns(&[" email".into(), String::new(), "age ".into()]), ["email", "age"]);
+    }
+
+    #[test]
+    fn errors_print_the_grpc_code() {
+        let err = anyhow::Error::from(tonic::Status::aborted("segment 3 is at version 2, not 1"));
+        assert_eq!(error_line(&err), "error: ABORTED: segment 3 is at version 2, not 1");
+        let err = anyhow::anyhow!("cannot open x.csv");
+        assert_eq!(error_line(&err), "error: cannot open x.csv");
+        let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&pipe));
+    }
+}

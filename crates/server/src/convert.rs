@@ -1,0 +1,286 @@
+//! proto ⇄ domain, once. Requests are parsed into domain types here (parse,
+//! don't validate); every error names the request field that was wrong.
+
+use segmentd_domain::contact::{FieldValue, MAX_EMAIL_LEN};
+use segmentd_domain::contact_decide::{ContactPatch, FieldInput};
+use segmentd_domain::criteria::{Condition, Operator, Value};
+use segmentd_domain::segment::SegmentDef;
+use segmentd_domain::{Contact, Criteria, Decimal, Email, Field, Timestamp};
+use segmentd_proto::v1 as pb;
+use segmentd_readmodel::SegmentLookup;
+
+/// A request field that could not be parsed; the message names it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+fn bad(msg: impl Into<String>) -> BadRequest {
+    BadRequest(msg.into())
+}
+
+pub fn email(field: &str, raw: &str) -> Result<Email, BadRequest> {
+    if raw.len() > MAX_EMAIL_LEN * 4 {
+        return Err(bad(format!("{field}: the email is too long")));
+    }
+    Email::parse(raw).map_err(|e| bad(format!("{field}: {e}")))
+}
+
+pub fn contact_patch(index: usize, input: &pb::ContactInput) -> Result<ContactPatch, BadRequest> {
+    let at = |what: &str| format!("contacts[{index}].{what}");
+    let email = email(&at("email"), &input.email)?;
+    let mut set = Vec::with_capacity(input.fields.len());
+    for (name, raw) in &input.fields {
+        let field = Field::parse(name).map_err(|e| bad(format!("{}: {e}", at("fields"))))?;
+        if field == Field::Email {
+            if Email::parse(raw).ok().as_ref() != Some(&email) {
+                return Err(bad(format!("{}: fields.email differs from email", at("fields"))));
+            }
+            continue;
+        }
+        let value = FieldInput::parse(&field, raw).map_err(|e| bad(format!("{}: {e}", at("fields"))))?;
+        set.push((field, value));
+    }
+    // The map's order is arbitrary; a fixed order keeps decisions reproducible.
+    set.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(ContactPatch { email, set })
+}
+
+/// A field's value in the text form ContactInput uses; `None` when empty.
+pub fn field_text(value: FieldValue<'_>) -> Option<String> {
+    match value {
+        FieldValue::Text("") => None,
+        FieldValue::Text(s) => Some(s.to_owned()),
+        FieldValue::Integer(v) => v.map(|v| v.to_string()),
+        FieldValue::Decimal(v) => v.map(|v| v.to_string()),
+        FieldValue::Time(v) => v.map(|v| v.to_string()),
+    }
+}
+
+pub fn contact(c: &Contact) -> pb::Contact {
+    let mut fields: std::collections::HashMap<String, String> = Field::BUILTIN
+        .iter()
+        .filter(|f| **f != Field::Email)
+        .filter_map(|f| field_text(c.value(f)).map(|v| (f.to_string(), v)))
+        .collect();
+    for (k, v) in &c.custom {
+        fields.insert(Field::Custom(k.clone()).to_string(), v.clone());
+    }
+    pb::Contact { email: c.email.clone(), fields }
+}
+
+pub fn segment(def: &SegmentDef) -> pb::Segment {
+    let tree = Criteria::parse(&def.criteria).ok().map(|c| criteria_to_proto(&c));
+    pb::Segment {
+        id: def.id,
+        name: def.name.clone(),
+        criteria_text: def.criteria.clone(),
+        criteria: tree,
+        version: def.version,
+        created_at: def.created_at.to_string(),
+        updated_at: def.updated_at.to_string(),
+    }
+}
+
+pub fn segment_ref<'a>(field: &str, r: Option<&'a pb::SegmentRef>) -> Result<SegmentLookup<'a>, BadRequest> {
+    match r.and_then(|r| r.by.as_ref()) {
+        Some(pb::segment_ref::By::Id(0)) | None => Err(bad(format!("{field}: give a segment id or name"))),
+        Some(pb::segment_ref::By::Id(id)) => Ok(SegmentLookup::Id(*id)),
+        Some(pb::segment_ref::By::Name(n)) if n.trim().is_empty() => Err(bad(format!("{field}: the name is empty"))),
+        Some(pb::segment_ref::By::Name(n)) => Ok(SegmentLookup::Name(n.trim())),
+    }
+}
+
+/// The clock relative conditions use: `at` when given, else now.
+pub fn clock(raw: &str) -> Result<Timestamp, BadRequest> {
+    if raw.is_empty() {
+        return Ok(crate::write::now());
+    }
+    Timestamp::parse_rfc3339(raw).map_err(|e| bad(format!("at: {e}")))
+}
+
+pub fn criteria(field: &str, input: Option<&pb::CriteriaInput>) -> Result<Criteria, BadRequest> {
+    match input.and_then(|c| c.kind.as_ref()) {
+        None => Err(bad(format!("{field}: criteria are required (as text or as a tree)"))),
+        Some(pb::criteria_input::Kind::Text(text)) => {
+            Criteria::parse(text).map_err(|e| bad(format!("{field}.text: {e}")))
+        }
+        Some(pb::criteria_input::Kind::Tree(tree)) => {
+            let c = criteria_from_proto(tree, &format!("{field}.tree"), 0)?;
+            c.check_limits().map_err(|e| bad(format!("{field}.tree: {e}")))?;
+            Ok(c)
+        }
+    }
+}
+
+fn criteria_from_proto(node: &pb::Criteria, path: &str, depth: usize) -> Result<Criteria, BadRequest> {
+    use pb::criteria::Node;
+    if depth > segmentd_domain::criteria::MAX_DEPTH {
+        return Err(bad(format!("{path}: nested deeper than {}", segmentd_domain::criteria::MAX_DEPTH)));
+    }
+    let group = |g: &pb::Group, kind: &str| -> Result<Vec<Criteria>, BadRequest> {
+        if g.children.is_empty() {
+            return Err(bad(format!("{path}.{kind}: a group needs at least one child")));
+        }
+        g.children
+            .iter()
+            .enumerate()
+            .map(|(i, c)| criteria_from_proto(c, &format!("{path}.{kind}.children[{i}]"), depth + 1))
+            .collect()
+    };
+    match node.node.as_ref() {
+        None => Err(bad(format!("{path}: empty node; set all, any, not or condition"))),
+        Some(Node::All(g)) => Ok(single_or(group(g, "all")?, Criteria::All)),
+        Some(Node::Any(g)) => Ok(single_or(group(g, "any")?, Criteria::Any)),
+        Some(Node::Not(inner)) => {
+            Ok(Criteria::Not(Box::new(criteria_from_proto(inner, &format!("{path}.not"), depth + 1)?)))
+        }
+        Some(Node::Condition(c)) => condition_from_proto(c, &format!("{path}.condition")).map(Criteria::Condition),
+    }
+}
+
+/// A one-child group means its child; keeping it would not survive the text form.
+fn single_or(mut children: Vec<Criteria>, group: fn(Vec<Criteria>) -> Criteria) -> Criteria {
+    if children.len() == 1 { children.remove(0) } else { group(children) }
+}
+
+fn condition_from_proto(c: &pb::Condition, path: &str) -> Result<Condition, BadRequest> {
+    use pb::Operator as P;
+    let field = Field::parse(&c.field).map_err(|e| bad(format!("{path}.field: {e}")))?;
+    let op = P::try_from(c.operator).map_err(|_| bad(format!("{path}.operator: unknown value {}", c.operator)))?;
+    let values: Vec<Value> = c
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| value_from_proto(v, &format!("{path}.values[{i}]")))
+        .collect::<Result<_, _>>()?;
+    let count = |n: usize| -> Result<(), BadRequest> {
+        if values.len() == n {
+            Ok(())
+        } else {
+            Err(bad(format!("{path}.values: {op:?} takes {n} value(s), got {}", values.len())))
+        }
+    };
+    let one = |values: &[Value]| -> Result<Value, BadRequest> {
+        count(1)?;
+        Ok(values[0].clone())
+    };
+    let text = |values: &[Value]| -> Result<String, BadRequest> {
+        match one(values)? {
+            Value::Text(s) => Ok(s),
+            _ => Err(bad(format!("{path}.values[0]: {op:?} compares text; give a text value"))),
+        }
+    };
+    let time = |values: &[Value]| -> Result<Timestamp, BadRequest> {
+        match one(values)? {
+            Value::Time(t) => Ok(t),
+            _ => Err(bad(format!("{path}.values[0]: {op:?} needs a time value"))),
+        }
+    };
+    let op = match op {
+        P::Unspecified => return Err(bad(format!("{path}.operator: required"))),
+        P::Equals => Operator::Eq(one(&values)?),
+        P::NotEquals => Operator::Ne(one(&values)?),
+        P::In | P::NotIn if values.is_empty() => {
+            return Err(bad(format!("{path}.values: {op:?} needs at least one value")));
+        }
+        P::In => Operator::In(values),
+        P::NotIn => Operator::NotIn(values),
+        P::Contains => Operator::Contains(text(&values)?),
+        P::NotContains => Operator::NotContains(text(&values)?),
+        P::StartsWith => Operator::StartsWith(text(&values)?),
+        P::EndsWith => Operator::EndsWith(text(&values)?),
+        P::IsEmpty => {
+            count(0)?;
+            Operator::IsEmpty
+        }
+        P::IsNotEmpty => {
+            count(0)?;
+            Operator::IsNotEmpty
+        }
+        P::LessThan => Operator::Lt(one(&values)?),
+        P::LessOrEqual => Operator::Le(one(&values)?),
+        P::GreaterThan => Operator::Gt(one(&values)?),
+        P::GreaterOrEqual => Operator::Ge(one(&values)?),
+        P::Between => {
+            count(2)?;
+            Operator::Between(values[0].clone(), values[1].clone())
+        }
+        P::Before => Operator::Before(time(&values)?),
+        P::After => Operator::After(time(&values)?),
+        P::WithinLastDays => {
+            count(0)?;
+            Operator::WithinLastDays(c.days)
+        }
+        P::MoreThanDaysAgo => {
+            count(0)?;
+            Operator::MoreThanDaysAgo(c.days)
+        }
+    };
+    Condition::new(field, op).map_err(|e| bad(format!("{path}: {e}")))
+}
+
+fn value_from_proto(v: &pb::Value, path: &str) -> Result<Value, BadRequest> {
+    use pb::value::Kind;
+    match v.kind.as_ref() {
+        None => Err(bad(format!("{path}: empty value; set text, integer, decimal or time"))),
+        Some(Kind::Text(s)) => Ok(Value::Text(s.clone())),
+        Some(Kind::Integer(i)) => Ok(Value::Integer(*i)),
+        Some(Kind::Decimal(d)) => Decimal::parse(d).map(Value::Decimal).map_err(|e| bad(format!("{path}: {e}"))),
+        Some(Kind::Time(t)) => Timestamp::parse_rfc3339(t).map(Value::Time).map_err(|e| bad(format!("{path}: {e}"))),
+    }
+}
+
+pub fn criteria_to_proto(c: &Criteria) -> pb::Criteria {
+    use pb::criteria::Node;
+    let group = |children: &[Criteria]| pb::Group { children: children.iter().map(criteria_to_proto).collect() };
+    let node = match c {
+        Criteria::All(children) => Node::All(group(children)),
+        Criteria::Any(children) => Node::Any(group(children)),
+        Criteria::Not(inner) => Node::Not(Box::new(criteria_to_proto(inner))),
+        Criteria::Condition(cond) => Node::Condition(condition_to_proto(cond)),
+    };
+    pb::Criteria { node: Some(node) }
+}
+
+fn condition_to_proto(c: &Condition) -> pb::Condition {
+    use pb::Operator as P;
+    let text = |s: &String| vec![Value::Text(s.clone())];
+    let (op, values, days) = match &c.op {
+        Operator::Eq(v) => (P::Equals, vec![v.clone()], 0),
+        Operator::Ne(v) => (P::NotEquals, vec![v.clone()], 0),
+        Operator::In(vs) => (P::In, vs.clone(), 0),
+        Operator::NotIn(vs) => (P::NotIn, vs.clone(), 0),
+        Operator::Contains(s) => (P::Contains, text(s), 0),
+        Operator::NotContains(s) => (P::NotContains, text(s), 0),
+        Operator::StartsWith(s) => (P::StartsWith, text(s), 0),
+        Operator::EndsWith(s) => (P::EndsWith, text(s), 0),
+        Operator::IsEmpty => (P::IsEmpty, vec![], 0),
+        Operator::IsNotEmpty => (P::IsNotEmpty, vec![], 0),
+        Operator::Lt(v) => (P::LessThan, vec![v.clone()], 0),
+        Operator::Le(v) => (P::LessOrEqual, vec![v.clone()], 0),
+        Operator::Gt(v) => (P::GreaterThan, vec![v.clone()], 0),
+        Operator::Ge(v) => (P::GreaterOrEqual, vec![v.clone()], 0),
+        Operator::Between(a, b) => (P::Between, vec![a.clone(), b.clone()], 0),
+        Operator::Before(t) => (P::Before, vec![Value::Time(*t)], 0),
+        Operator::After(t) => (P::After, vec![Value::Time(*t)], 0),
+        Operator::WithinLastDays(d) => (P::WithinLastDays, vec![], *d),
+        Operator::MoreThanDaysAgo(d) => (P::MoreThanDaysAgo, vec![], *d),
+    };
+    pb::Condition {
+        field: c.field.to_string(),
+        operator: op as i32,
+        values: values.iter().map(value_to_proto).collect(),
+        days,
+    }
+}
+
+fn value_to_proto(v: &Value) -> pb::Value {
+    use pb::value::Kind;
+    let kind = match v {
+        Value::Text(s) => Kind::Text(s.clone()),
+        Value::Integer(i) => Kind::Integer(*i),
+        Value::Decimal(d) => Kind::Decimal(d.to_string()),
+        Value::Time(t) => Kind::Time(t.to_string()),
+    };
+    pb::Value { kind: Some(kind) }
+}

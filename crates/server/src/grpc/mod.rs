@@ -1,0 +1,8 @@
+//! The tonic services. Each handler has the same thin shape: authenticate →
+//! parse the request → call the application → convert the answer.
+
+mod commands;
+mod queries;
+
+pub use commands::CommandsService;
+pub use queries::QueriesService;

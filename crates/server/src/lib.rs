@@ -1,0 +1,21 @@
+//! The application layer and the gRPC edge of segmentd.
+//!
+//! - [`write`]: command handling — load the aggregate's state from the log,
+//!   `decide`, append with the expected sequence, retry on conflicts.
+//! - [`grpc`]: the tonic services; each handler is thin: authenticate,
+//!   convert (parse, don't validate), call the application, convert back.
+//! - [`convert`]: proto ⇄ domain, once; [`status`]: errors → gRPC codes, once.
+//! - [`serve`]: assembles log, projector, read model and services.
+//!
+//! **Must not** reach into a log backend's internals or sled directly: it
+//! talks to the `EventLog` port and the read model's query API.
+
+pub mod auth;
+pub mod convert;
+pub mod demo;
+pub mod grpc;
+pub mod serve;
+pub mod status;
+pub mod write;
+
+pub use serve::{ServeConfig, Served, serve_embedded};

@@ -1,0 +1,348 @@
+//! Command handling: load the state a decision needs from the log, run the
+//! pure `decide`, append the events with the sequence the decision saw.
+//!
+//! A conflict means another writer got there first; the command is decided
+//! again on fresh state, a few times, before it is reported as ABORTED.
+//! Nothing here keeps authoritative state: the segment catalogue cache is
+//! only a read-through copy of the log, checked by the expected sequence.
+
+use crate::auth::Caller;
+use futures::future::try_join_all;
+use segmentd_domain::contact_decide::{ContactCommand, ContactPatch, apply_contact, decide_contact};
+use segmentd_domain::segment::{SegmentCatalog, SegmentCommand, SegmentDef, decide_segments};
+use segmentd_domain::{AggregateId, Contact, DomainError, Email, Envelope, Event, Timestamp};
+use segmentd_log::{AppendEntry, AppendError, AppendRequest, Appended, EventLog, LogError, Seq};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Most contacts or emails in one command.
+pub const MAX_BATCH: usize = 1000;
+/// Decisions retried after an expected-sequence conflict before giving up.
+const CONFLICT_RETRIES: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The request itself is malformed; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    /// Still conflicting after retries: heavy contention on one aggregate.
+    #[error("{0}; retry the command")]
+    Contended(String),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// The identity of one command: who sent it, and its idempotency key.
+#[derive(Clone, Debug)]
+pub struct CommandMeta {
+    pub caller: Caller,
+    pub command_id: String,
+}
+
+pub const MAX_COMMAND_ID_LEN: usize = 128;
+
+/// A client's command id, or a fresh one; ids become message ids on NATS, so
+/// they are kept to a plain alphabet.
+pub fn command_id(raw: &str) -> Result<String, CommandError> {
+    if raw.is_empty() {
+        return Ok(uuid::Uuid::new_v4().to_string());
+    }
+    if raw.len() > MAX_COMMAND_ID_LEN
+        || !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return Err(CommandError::Invalid(format!(
+            "command_id: at most {MAX_COMMAND_ID_LEN} letters, digits, '-', '_', '.' or ':'"
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+pub fn now() -> Timestamp {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    pub seq: Seq,
+    pub created: u32,
+    pub updated: u32,
+    pub unchanged: u32,
+    pub duplicate: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentOutcome {
+    pub seq: Seq,
+    /// The segment after the command (`None` after a delete).
+    pub segment: Option<SegmentDef>,
+    pub duplicate: bool,
+}
+
+/// Turns commands into appended events.
+pub struct Writer {
+    log: Arc<dyn EventLog>,
+    catalogs: Mutex<HashMap<String, CachedCatalog>>,
+}
+
+/// A read-through copy of one org's catalogue, with the command ids that
+/// built it: a retried segment command is recognised by its id even after
+/// the log's own deduplication window, without deciding it again.
+#[derive(Clone, Default)]
+struct CachedCatalog {
+    seq: Seq,
+    catalog: SegmentCatalog,
+    commands: HashMap<String, Seq>,
+}
+
+struct ContactState {
+    last_seq: Seq,
+    contact: Option<Contact>,
+    last_command_id: Option<String>,
+}
+
+impl ContactState {
+    /// This command already changed the contact (an earlier attempt landed).
+    fn done_by(&self, meta: &CommandMeta) -> bool {
+        self.last_command_id.as_deref() == Some(meta.command_id.as_str())
+    }
+}
+
+impl Writer {
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Writer { log, catalogs: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id, n = patches.len()), err)]
+    pub async fn upsert_contacts(
+        &self,
+        meta: &CommandMeta,
+        patches: Vec<ContactPatch>,
+    ) -> Result<UpsertOutcome, CommandError> {
+        check_batch(patches.iter().map(|p| &p.email))?;
+        for _ in 0..CONFLICT_RETRIES {
+            let states = self.contact_states(&meta.caller.org, patches.iter().map(|p| &p.email)).await?;
+            let now = now();
+            let mut outcome = UpsertOutcome::default();
+            let mut entries = Vec::new();
+            let mut already = 0;
+            for (patch, state) in patches.iter().zip(&states) {
+                outcome.seq = outcome.seq.max(state.last_seq);
+                if state.done_by(meta) {
+                    already += 1;
+                    continue;
+                }
+                let events = decide_contact(state.contact.as_ref(), ContactCommand::Upsert(patch.clone()), now)?;
+                match events.first() {
+                    None => outcome.unchanged += 1,
+                    Some(Event::ContactCreated(_)) => outcome.created += 1,
+                    Some(_) => outcome.updated += 1,
+                }
+                if !events.is_empty() {
+                    let aggregate = AggregateId::contact(&meta.caller.org, patch.email.as_str());
+                    entries.push(self.entry(meta, aggregate, state.last_seq, events, now));
+                }
+            }
+            if already == patches.len() {
+                return Ok(UpsertOutcome { seq: outcome.seq, duplicate: true, ..Default::default() });
+            }
+            if entries.is_empty() {
+                return Ok(outcome);
+            }
+            match self.append(meta, entries).await? {
+                Some(Appended::New { last_seq }) => return Ok(UpsertOutcome { seq: last_seq, ..outcome }),
+                Some(Appended::Duplicate { last_seq }) => {
+                    return Ok(UpsertOutcome { seq: last_seq, duplicate: true, ..Default::default() });
+                }
+                None => continue,
+            }
+        }
+        Err(CommandError::Contended("contacts kept changing while the upsert was decided".into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id, n = emails.len()), err)]
+    pub async fn delete_contacts(
+        &self,
+        meta: &CommandMeta,
+        emails: Vec<Email>,
+    ) -> Result<(Seq, u32, bool), CommandError> {
+        check_batch(emails.iter())?;
+        for _ in 0..CONFLICT_RETRIES {
+            let states = self.contact_states(&meta.caller.org, emails.iter()).await?;
+            let now = now();
+            let mut entries = Vec::with_capacity(emails.len());
+            let mut last = 0;
+            for (email, state) in emails.iter().zip(&states) {
+                last = last.max(state.last_seq);
+                if state.done_by(meta) {
+                    continue;
+                }
+                let events = decide_contact(state.contact.as_ref(), ContactCommand::Delete(email.clone()), now)?;
+                let aggregate = AggregateId::contact(&meta.caller.org, email.as_str());
+                entries.push(self.entry(meta, aggregate, state.last_seq, events, now));
+            }
+            if entries.is_empty() {
+                return Ok((last, 0, true));
+            }
+            match self.append(meta, entries).await? {
+                Some(Appended::New { last_seq }) => return Ok((last_seq, emails.len() as u32, false)),
+                Some(Appended::Duplicate { last_seq }) => return Ok((last_seq, 0, true)),
+                None => continue,
+            }
+        }
+        Err(CommandError::Contended("contacts kept changing while the delete was decided".into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id), err)]
+    pub async fn segments(&self, meta: &CommandMeta, command: SegmentCommand) -> Result<SegmentOutcome, CommandError> {
+        let org = &meta.caller.org;
+        let aggregate = AggregateId::segment_catalog(org);
+        for _ in 0..CONFLICT_RETRIES {
+            let (last_seq, mut catalog) = self.catalog(org).await?;
+            if let Some(seq) = self.catalog_command_seq(org, &meta.command_id) {
+                let segment = match &command {
+                    SegmentCommand::Create { name, .. } => catalog.by_name(name.as_str()).cloned(),
+                    SegmentCommand::Update { id, .. } | SegmentCommand::Delete { id, .. } => {
+                        catalog.segments.get(id).cloned()
+                    }
+                };
+                return Ok(SegmentOutcome { seq, segment, duplicate: true });
+            }
+            let events = decide_segments(&catalog, command.clone())?;
+            let now = now();
+            let touched = touched_segment(&events);
+            let entry = self.entry(meta, aggregate.clone(), last_seq, events.clone(), now);
+            match self.append(meta, vec![entry]).await? {
+                Some(Appended::New { last_seq }) => {
+                    for e in &events {
+                        catalog.apply(e, now);
+                    }
+                    let segment = touched.and_then(|id| catalog.segments.get(&id).cloned());
+                    return Ok(SegmentOutcome { seq: last_seq, segment, duplicate: false });
+                }
+                // The log knew the command id; the next round answers from the catalogue.
+                Some(Appended::Duplicate { .. }) | None => continue,
+            }
+        }
+        Err(CommandError::Contended("the segment catalogue kept changing while the command was decided".into()))
+    }
+
+    /// The org's segment catalogue as of the log's latest event for it.
+    pub async fn catalog(&self, org: &str) -> Result<(Seq, SegmentCatalog), LogError> {
+        let aggregate = AggregateId::segment_catalog(org);
+        let mut cached = self.catalogs.lock().unwrap_or_else(|p| p.into_inner()).get(org).cloned().unwrap_or_default();
+        let fresh = self.log.read_aggregate(&aggregate, cached.seq).await?;
+        if fresh.is_empty() {
+            return Ok((cached.seq, cached.catalog));
+        }
+        for rec in fresh {
+            cached.catalog.apply(&rec.envelope.event, rec.envelope.time);
+            cached.commands.insert(rec.envelope.command_id, rec.seq);
+            cached.seq = rec.seq;
+        }
+        let answer = (cached.seq, cached.catalog.clone());
+        let mut cache = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.get(org).is_none_or(|c| c.seq < cached.seq) {
+            cache.insert(org.to_owned(), cached);
+        }
+        Ok(answer)
+    }
+
+    /// The sequence of the command's last catalogue event, if it was recorded.
+    fn catalog_command_seq(&self, org: &str, command_id: &str) -> Option<Seq> {
+        self.catalogs.lock().unwrap_or_else(|p| p.into_inner()).get(org)?.commands.get(command_id).copied()
+    }
+
+    /// Each contact's last sequence, current state and the command that last
+    /// changed it. Every contact event carries the whole contact, so the last
+    /// event is the state.
+    async fn contact_states<'e>(
+        &self,
+        org: &str,
+        emails: impl Iterator<Item = &'e Email>,
+    ) -> Result<Vec<ContactState>, LogError> {
+        let loads = emails.map(|email| {
+            let aggregate = AggregateId::contact(org, email.as_str());
+            let log = Arc::clone(&self.log);
+            async move {
+                let last = log.last_of(&aggregate).await?;
+                Ok::<_, LogError>(match last {
+                    Some(rec) => ContactState {
+                        last_seq: rec.seq,
+                        contact: apply_contact(&rec.envelope.event).flatten(),
+                        last_command_id: Some(rec.envelope.command_id),
+                    },
+                    None => ContactState { last_seq: 0, contact: None, last_command_id: None },
+                })
+            }
+        });
+        try_join_all(loads).await
+    }
+
+    fn entry(
+        &self,
+        meta: &CommandMeta,
+        aggregate: AggregateId,
+        expected: Seq,
+        events: Vec<Event>,
+        now: Timestamp,
+    ) -> AppendEntry {
+        let events = events
+            .into_iter()
+            .map(|event| Envelope {
+                event_id: uuid::Uuid::now_v7().as_u128(),
+                command_id: meta.command_id.clone(),
+                aggregate: aggregate.clone(),
+                actor: meta.caller.actor.clone(),
+                time: now,
+                event,
+            })
+            .collect();
+        AppendEntry { aggregate, expected_last_seq: expected, events }
+    }
+
+    /// `None` on a conflict: the caller decides again.
+    async fn append(&self, meta: &CommandMeta, entries: Vec<AppendEntry>) -> Result<Option<Appended>, CommandError> {
+        let request = AppendRequest { org: meta.caller.org.clone(), command_id: meta.command_id.clone(), entries };
+        match self.log.append(request).await {
+            Ok(appended) => Ok(Some(appended)),
+            Err(AppendError::Conflict { aggregate, expected, actual }) => {
+                tracing::debug!(%aggregate, expected, actual, "conflict; deciding again");
+                Ok(None)
+            }
+            Err(AppendError::Log(e)) => Err(e.into()),
+        }
+    }
+}
+
+fn check_batch<'e>(emails: impl ExactSizeIterator<Item = &'e Email>) -> Result<(), CommandError> {
+    let n = emails.len();
+    if n == 0 {
+        return Err(CommandError::Invalid("the batch is empty".into()));
+    }
+    if n > MAX_BATCH {
+        return Err(CommandError::Invalid(format!("the batch has {n} entries; at most {MAX_BATCH} are allowed")));
+    }
+    let mut seen = HashSet::with_capacity(n);
+    for e in emails {
+        if !seen.insert(e.as_str()) {
+            return Err(CommandError::Invalid(format!("email {e} appears more than once in the batch")));
+        }
+    }
+    Ok(())
+}
+
+fn touched_segment(events: &[Event]) -> Option<u64> {
+    events.iter().find_map(|e| match e {
+        Event::SegmentCreated(e) => Some(e.segment_id),
+        Event::SegmentUpdated(e) => Some(e.segment_id),
+        Event::SegmentDeleted(e) => Some(e.segment_id),
+        _ => None,
+    })
+}

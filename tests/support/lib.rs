@@ -1,0 +1,77 @@
+//! Shared set-up for the black-box tests: a server in-process on a free
+//! port with its own temporary data directory, and gRPC clients for it.
+//!
+//! **Must not** reach around the API: tests observe the server only through
+//! gRPC (plus the log's last sequence, to prove a refusal appended nothing).
+
+use segmentd_proto::v1 as pb;
+use segmentd_proto::v1::commands_client::CommandsClient;
+use segmentd_proto::v1::queries_client::QueriesClient;
+use segmentd_server::auth::ApiKeys;
+use segmentd_server::{ServeConfig, Served};
+use std::path::Path;
+use tonic::transport::{Channel, Endpoint};
+
+pub struct TestServer {
+    pub served: Served,
+    pub commands: CommandsClient<Channel>,
+    pub queries: QueriesClient<Channel>,
+    pub channel: Channel,
+}
+
+pub async fn start(dir: &Path) -> TestServer {
+    start_with(dir, ApiKeys::default()).await
+}
+
+pub async fn start_with(dir: &Path, keys: ApiKeys) -> TestServer {
+    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
+    config.api_keys = keys;
+    let served = segmentd_server::serve_embedded(config).await.expect("server starts");
+    let channel = Endpoint::from_shared(format!("http://{}", served.addr))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("client connects");
+    TestServer {
+        commands: CommandsClient::new(channel.clone()),
+        queries: QueriesClient::new(channel.clone()),
+        channel,
+        served,
+    }
+}
+
+impl TestServer {
+    pub async fn last_seq(&self) -> u64 {
+        self.served.log.last_seq().await.expect("log readable")
+    }
+}
+
+pub fn text(criteria: &str) -> Option<pb::CriteriaInput> {
+    Some(pb::CriteriaInput { kind: Some(pb::criteria_input::Kind::Text(criteria.to_owned())) })
+}
+
+pub fn by_name(name: &str) -> Option<pb::SegmentRef> {
+    Some(pb::SegmentRef { by: Some(pb::segment_ref::By::Name(name.to_owned())) })
+}
+
+pub fn contact(email: &str, fields: &[(&str, &str)]) -> pb::ContactInput {
+    pb::ContactInput {
+        email: email.to_owned(),
+        fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
+/// Upserts contacts in batches of 1000 and returns the last sequence.
+pub async fn import(commands: &mut CommandsClient<Channel>, contacts: Vec<pb::ContactInput>) -> u64 {
+    let mut seq = 0;
+    for (i, chunk) in contacts.chunks(1000).enumerate() {
+        let reply = commands
+            .upsert_contacts(pb::UpsertContactsRequest { command_id: format!("import-{i}"), contacts: chunk.to_vec() })
+            .await
+            .expect("import batch accepted")
+            .into_inner();
+        seq = seq.max(reply.sequence);
+    }
+    seq
+}
