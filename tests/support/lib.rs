@@ -26,7 +26,7 @@ pub async fn start(dir: &Path) -> TestServer {
 pub async fn start_with(dir: &Path, keys: ApiKeys) -> TestServer {
     let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
     config.api_keys = keys;
-    let served = segmentd_server::serve_embedded(config).await.expect("server starts");
+    let served = segmentd_server::serve(config).await.expect("server starts");
     let channel = Endpoint::from_shared(format!("http://{}", served.addr))
         .unwrap()
         .tcp_nodelay(true)

@@ -63,7 +63,7 @@ const EVENT_HEAD: usize = 12;
 const MIN_BODY: usize = 8 + 4 + 4 + 4 + EVENT_HEAD;
 
 /// The largest request, encoded. Bounds what a reader of a damaged length
-/// field would allocate, and with [`MAX_GROUP_BYTES`] how much a torn tail
+/// field would allocate, and with the group commit limit how much a torn tail
 /// can hold.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 /// A group commit stops taking more requests past this many bytes, so one

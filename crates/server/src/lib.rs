@@ -18,4 +18,5 @@ pub mod serve;
 pub mod status;
 pub mod write;
 
-pub use serve::{ServeConfig, Served, serve_embedded};
+pub use segmentd_log_nats::NatsConfig;
+pub use serve::{LogBackend, Roles, ServeConfig, Served, serve};

@@ -6,6 +6,7 @@ use crate::grpc::{CommandsService, QueriesService};
 use crate::write::Writer;
 use segmentd_log::EventLog;
 use segmentd_log::embedded::EmbeddedLog;
+use segmentd_log_nats::{NatsConfig, NatsLog};
 use segmentd_proto::v1::commands_server::CommandsServer;
 use segmentd_proto::v1::queries_server::QueriesServer;
 use segmentd_readmodel::{ReadModel, run_projector};
@@ -19,11 +20,36 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
+/// Where the event log lives.
+#[derive(Clone, Debug)]
+pub enum LogBackend {
+    /// A file log under `<data_dir>/log`, in this process only.
+    Embedded,
+    /// A NATS JetStream stream, shared by any number of processes.
+    Nats(Box<NatsConfig>),
+}
+
+/// Which parts one process runs. Query nodes each keep their own read model
+/// (and projector) under their data directory; command nodes keep nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    pub commands: bool,
+    pub queries: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles { commands: true, queries: true };
+    pub const COMMANDS: Roles = Roles { commands: true, queries: false };
+    pub const QUERIES: Roles = Roles { commands: false, queries: true };
+}
+
 /// Everything `serve` needs, validated by the binary before it starts.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub backend: LogBackend,
+    pub roles: Roles,
     pub api_keys: ApiKeys,
     pub demo: bool,
     /// The longest a query waits for its `min_sequence`.
@@ -37,6 +63,8 @@ impl ServeConfig {
         ServeConfig {
             listen,
             data_dir,
+            backend: LogBackend::Embedded,
+            roles: Roles::ALL,
             api_keys: ApiKeys::default(),
             demo: false,
             query_wait: Duration::from_secs(10),
@@ -53,6 +81,8 @@ pub enum ServeError {
     ReadModel { dir: PathBuf, source: segmentd_readmodel::ReadModelError },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("the demo needs the commands role")]
+    DemoWithoutCommands,
     #[error("loading the demo data failed: {0}")]
     Demo(#[from] crate::demo::DemoError),
     #[error("the projector stopped: {0}")]
@@ -66,11 +96,12 @@ pub enum ServeError {
 /// A running server.
 pub struct Served {
     pub addr: SocketAddr,
-    pub model: Arc<ReadModel>,
+    /// The read model, on query nodes.
+    pub model: Option<Arc<ReadModel>>,
     pub log: Arc<dyn EventLog>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
-    projector: JoinHandle<Result<(), segmentd_readmodel::ProjectorError>>,
+    projector: Option<JoinHandle<Result<(), segmentd_readmodel::ProjectorError>>>,
 }
 
 impl Served {
@@ -95,42 +126,62 @@ impl Served {
         let joined =
             |e: tokio::task::JoinError| ServeError::Listen { addr: self.addr, source: std::io::Error::other(e) };
         let served = self.server.await.map_err(joined)?;
-        let projected = self.projector.await.map_err(joined)?;
+        if let Some(projector) = self.projector {
+            projector.await.map_err(joined)??;
+        }
         served?;
-        projected?;
-        if let Err(e) = self.model.flush().await {
+        if let Some(model) = &self.model
+            && let Err(e) = model.flush().await
+        {
             tracing::warn!(error = %e, "read model flush at shutdown failed; it will catch up from the log");
         }
         Ok(())
     }
 }
 
-/// Starts serving on the embedded log under `config.data_dir`.
-pub async fn serve_embedded(config: ServeConfig) -> Result<Served, ServeError> {
-    let log_dir = config.data_dir.join("log");
-    let log = EmbeddedLog::open(&log_dir).map_err(|source| ServeError::Log { dir: log_dir.clone(), source })?;
-    serve_with_log(config, Arc::new(log)).await
+/// Opens the configured log and starts serving the configured roles.
+pub async fn serve(config: ServeConfig) -> Result<Served, ServeError> {
+    let log: Arc<dyn EventLog> = match &config.backend {
+        LogBackend::Embedded => {
+            let dir = config.data_dir.join("log");
+            Arc::new(EmbeddedLog::open(&dir).map_err(|source| ServeError::Log { dir, source })?)
+        }
+        LogBackend::Nats(nats) => Arc::new(
+            NatsLog::connect((**nats).clone())
+                .await
+                .map_err(|source| ServeError::Log { dir: PathBuf::from(&nats.url), source })?,
+        ),
+    };
+    serve_with_log(config, log).await
 }
 
 /// Starts serving on any log backend.
 pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Result<Served, ServeError> {
-    let model_dir = config.data_dir.join("readmodel");
-    let model = ReadModel::open(&model_dir, config.cache_bytes)
-        .map_err(|source| ServeError::ReadModel { dir: model_dir.clone(), source })?;
-    let model = Arc::new(model);
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let projector = tokio::spawn(run_projector(Arc::clone(&log), Arc::clone(&model), shutdown_rx.clone()));
-    let writer = Arc::new(Writer::new(Arc::clone(&log)));
+    let (model, projector) = if config.roles.queries {
+        let model_dir = config.data_dir.join("readmodel");
+        let model = ReadModel::open(&model_dir, config.cache_bytes)
+            .map_err(|source| ServeError::ReadModel { dir: model_dir.clone(), source })?;
+        let model = Arc::new(model);
+        let projector = tokio::spawn(run_projector(Arc::clone(&log), Arc::clone(&model), shutdown_rx.clone()));
+        (Some(model), Some(projector))
+    } else {
+        (None, None)
+    };
+    let writer = config.roles.commands.then(|| Arc::new(Writer::new(Arc::clone(&log))));
 
     if config.api_keys.is_open() {
         tracing::warn!("no API keys configured: every request is accepted as organisation \"default\"");
     }
     if config.demo {
-        let seq = crate::demo::load(&writer, crate::auth::DEFAULT_ORG).await?;
-        model
-            .wait_for(seq, Duration::from_secs(120))
-            .await
-            .map_err(|source| ServeError::ReadModel { dir: model_dir.clone(), source })?;
+        let writer = writer.as_ref().ok_or(ServeError::DemoWithoutCommands)?;
+        let seq = crate::demo::load(writer, crate::auth::DEFAULT_ORG).await?;
+        if let Some(model) = &model {
+            model
+                .wait_for(seq, Duration::from_secs(120))
+                .await
+                .map_err(|source| ServeError::ReadModel { dir: config.data_dir.join("readmodel"), source })?;
+        }
         tracing::info!(seq, "demo data loaded into organisation \"default\"");
     }
 
@@ -139,8 +190,12 @@ pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Resu
     let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: config.listen, source })?;
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<CommandsServer<CommandsService>>().await;
-    health_reporter.set_serving::<QueriesServer<QueriesService>>().await;
+    if writer.is_some() {
+        health_reporter.set_serving::<CommandsServer<CommandsService>>().await;
+    }
+    if model.is_some() {
+        health_reporter.set_serving::<QueriesServer<QueriesService>>().await;
+    }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(segmentd_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -148,16 +203,18 @@ pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Resu
         .register_encoded_file_descriptor_set(segmentd_proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let commands = CommandsService::new(Arc::clone(&writer), config.api_keys.clone());
-    let queries = QueriesService::new(Arc::clone(&model), config.api_keys.clone(), config.query_wait);
+    let commands = writer.map(|w| CommandsServer::new(CommandsService::new(w, config.api_keys.clone())));
+    let queries = model
+        .as_ref()
+        .map(|m| QueriesServer::new(QueriesService::new(Arc::clone(m), config.api_keys.clone(), config.query_wait)));
     let mut stop = shutdown_rx.clone();
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(CommandsServer::new(commands))
-        .add_service(QueriesServer::new(queries));
+        .add_optional_service(commands)
+        .add_optional_service(queries);
     // tonic's own tcp_nodelay only applies to listeners it binds itself.
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         if let Ok(stream) = &conn {
@@ -168,6 +225,8 @@ pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Resu
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "segmentd serving on the embedded log");
+    tracing::info!(%addr, roles = ?config.roles, backend = ?config.backend, "segmentd serving");
     Ok(Served { addr, model, log, shutdown, server, projector })
 }
+
+pub const DEFAULT_NATS_STREAM: &str = segmentd_log_nats::DEFAULT_STREAM;
