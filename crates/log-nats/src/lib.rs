@@ -42,7 +42,27 @@
 //!   counts as appended, and a partial entry is completed. All entries
 //!   already there → [`Appended::Duplicate`].
 //! * `Unavailable` means the outcome is unknown (e.g. the connection dropped
-//!   after a publish left): retry the same command id.
+//!   after a publish left, and the client flushes it after reconnecting):
+//!   retry the same command id. While disconnected, operations wait
+//!   `reconnect_grace` for the connection and then fail rather than queue.
+//! * Events of one request land in request order: publishes are sent in
+//!   that order and only an entry's second and later events wait for the
+//!   ack before them (they must expect its sequence), holding back what
+//!   follows them. A request of many one-event entries is fully pipelined;
+//!   a long single-aggregate entry costs one round trip per event.
+//! * A retry that the writer *decides again* against state that already
+//!   contains its own events (e.g. after an `Unavailable`, later than the
+//!   duplicate window) expects the current sequence and does not conflict,
+//!   so this log cannot recognise it; the writer can, from the command id in
+//!   the `last_of` event it decided on.
+//!
+//! # Durability and transport
+//! JetStream acknowledges before fsync unless the server runs with
+//! `jetstream { sync_interval: always }`; that is a server setting (see
+//! `deploy/`), and one the distribution's nats-server 2.9.10 does not know
+//! (it refuses to start with "unknown field"): it needs 2.10 or later.
+//! async-nats sets `TCP_NODELAY` on its connections itself, so there is no
+//! Nagle delay on the publish/ack path.
 
 mod append;
 mod config;

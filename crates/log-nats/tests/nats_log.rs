@@ -482,5 +482,16 @@ async fn unsafe_orgs_and_oversized_events_are_invalid() {
     let req = AppendRequest { org: "org.1".into(), ..request("org.1", "c1", vec![(bad.clone(), 0, 1)]) };
     assert!(matches!(log.append(req).await, Err(AppendError::Log(LogError::InvalidRequest(_)))));
     assert!(matches!(log.last_of(&bad).await, Err(LogError::InvalidRequest(_))));
+    // Larger than the server's max_payload (1 MiB by default): refused
+    // before anything is published, naming the limit.
+    let catalog = AggregateId::segment_catalog("org1");
+    let mut huge = request("org1", "c2", vec![(catalog, 0, 1)]);
+    if let segmentd_domain::Event::SegmentCreated(created) = &mut huge.entries[0].events[0].event {
+        created.criteria = "x".repeat(2 << 20);
+    }
+    match log.append(huge).await {
+        Err(AppendError::Log(LogError::InvalidRequest(why))) => assert!(why.contains("at most"), "{why}"),
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
     assert_eq!(log.last_seq().await.unwrap(), 0);
 }
