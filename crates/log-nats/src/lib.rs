@@ -247,17 +247,7 @@ impl EventLog for NatsLog {
     )]
     async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
         let result = append::append(&self.inner, request).await;
-        match &result {
-            Ok(Appended::New { last_seq }) => tracing::debug!(last_seq, "appended"),
-            Ok(Appended::Duplicate { last_seq }) => tracing::debug!(last_seq, "duplicate command; nothing appended"),
-            Err(AppendError::Conflict { aggregate, expected, actual }) => {
-                tracing::debug!(%aggregate, expected, actual, "expected sequence conflict")
-            }
-            Err(AppendError::Log(e @ LogError::InvalidRequest(_))) => {
-                tracing::warn!(error = e as &dyn std::error::Error, "append refused")
-            }
-            Err(AppendError::Log(e)) => tracing::error!(error = e as &dyn std::error::Error, "append failed"),
-        }
+        segmentd_log::trace_append(&result);
         result
     }
 

@@ -843,17 +843,7 @@ impl EventLog for EmbeddedLog {
             answer.await.map_err(|_| LogError::Unavailable("the event log writer has stopped".into()))?
         }
         .await;
-        match &result {
-            Ok(Appended::New { last_seq }) => tracing::debug!(last_seq, "appended"),
-            Ok(Appended::Duplicate { last_seq }) => tracing::debug!(last_seq, "duplicate command; nothing appended"),
-            Err(AppendError::Conflict { aggregate, expected, actual }) => {
-                tracing::debug!(%aggregate, expected, actual, "expected sequence conflict")
-            }
-            Err(AppendError::Log(e @ LogError::InvalidRequest(_))) => {
-                tracing::warn!(error = e as &dyn std::error::Error, "append refused")
-            }
-            Err(AppendError::Log(e)) => tracing::error!(error = e as &dyn std::error::Error, "append failed"),
-        }
+        crate::trace_append(&result);
         result
     }
 

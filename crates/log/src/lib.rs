@@ -107,3 +107,19 @@ pub trait EventLog: Send + Sync + 'static {
     /// an await blocks the backend from publishing the next sequence.
     fn subscribe(&self) -> watch::Receiver<Seq>;
 }
+
+/// Logs an append's outcome the same way for every backend: refusals and
+/// conflicts are normal answers (debug/warn), failures are errors.
+pub fn trace_append(result: &Result<Appended, AppendError>) {
+    match result {
+        Ok(Appended::New { last_seq }) => tracing::debug!(last_seq, "appended"),
+        Ok(Appended::Duplicate { last_seq }) => tracing::debug!(last_seq, "duplicate command; nothing appended"),
+        Err(AppendError::Conflict { aggregate, expected, actual }) => {
+            tracing::debug!(%aggregate, expected, actual, "expected sequence conflict")
+        }
+        Err(AppendError::Log(e @ LogError::InvalidRequest(_))) => {
+            tracing::warn!(error = e as &dyn std::error::Error, "append refused")
+        }
+        Err(AppendError::Log(e)) => tracing::error!(error = e as &dyn std::error::Error, "append failed"),
+    }
+}
