@@ -4,10 +4,14 @@
 use crate::model::{ReadModel, ReadModelError};
 use segmentd_log::{EventLog, LogError};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Most events read and applied as one atomic batch.
 const BATCH: usize = 2048;
+/// Back-off bounds while the log is unavailable.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -26,12 +30,30 @@ pub async fn run_projector(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectorError> {
     let mut tail = log.subscribe();
+    let mut outage = Duration::ZERO;
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
         let from = model.applied_seq() + 1;
-        let events = log.read(from, BATCH).await?;
+        let events = match log.read(from, BATCH).await {
+            Ok(events) => {
+                outage = Duration::ZERO;
+                events
+            }
+            // The log's server is away (NATS restarting, a network blip):
+            // keep the read model as it is and try again, backing off.
+            Err(LogError::Unavailable(why)) => {
+                outage = (outage * 2).clamp(RETRY_MIN, RETRY_MAX);
+                tracing::warn!(%why, retry_in = ?outage, "event log unavailable; projector waiting");
+                tokio::select! {
+                    _ = tokio::time::sleep(outage) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if events.is_empty() {
             // Mark the current tail as seen before waiting, so an append that
             // lands between the read and the wait still wakes us.
