@@ -89,6 +89,8 @@ pub enum ServeError {
     Projector(#[from] segmentd_readmodel::ProjectorError),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("a server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -113,21 +115,38 @@ impl Served {
     }
 
     /// Runs until `signal` resolves, then stops.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
+    /// Runs until `signal` resolves, then stops. A projector that gives up
+    /// (its read model cannot be written) stops the process too, so that a
+    /// supervisor restarts it rather than it serving ever staler reads.
+    pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
         let mut shutdown = self.shutdown.subscribe();
+        let projector_ended = async {
+            match self.projector.as_mut() {
+                Some(task) => Some(task.await),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = signal => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
+            ended = projector_ended => {
+                self.projector = None;
+                self.shutdown.send_replace(true);
+                let result = self.finish().await;
+                return match ended {
+                    Some(Ok(Err(e))) => Err(e.into()),
+                    Some(Err(join)) => Err(join.into()),
+                    _ => result,
+                };
+            }
         }
         self.stop().await
     }
 
     async fn finish(self) -> Result<(), ServeError> {
-        let joined =
-            |e: tokio::task::JoinError| ServeError::Listen { addr: self.addr, source: std::io::Error::other(e) };
-        let served = self.server.await.map_err(joined)?;
+        let served = self.server.await?;
         if let Some(projector) = self.projector {
-            projector.await.map_err(joined)??;
+            projector.await??;
         }
         served?;
         if let Some(model) = &self.model
