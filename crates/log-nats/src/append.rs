@@ -13,6 +13,7 @@ use crate::subject::{
 };
 use async_nats::Subject;
 use async_nats::header::{HeaderMap, HeaderValue, NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use bytes::Bytes;
@@ -95,7 +96,12 @@ pub(crate) async fn append(inner: &Inner, request: AppendRequest) -> Result<Appe
                 break;
             }
             state.busy = true;
-            running.push(Box::pin(publish_step(inner, &entries[e], e, k, state.expected, deadline)));
+            // The send itself is awaited here, in request order: the server
+            // stores messages in the order they are sent, and futures pushed
+            // into `running` would be first polled (sent) in any order. Only
+            // the acks are awaited concurrently.
+            let sent = send(inner, &entries[e], k, state.expected).await;
+            running.push(Box::pin(publish_step(inner, &entries[e], e, k, state.expected, deadline, sent)));
             cursor += 1;
         }
         // Empty only when every event was handled: a blocked cursor always
@@ -220,9 +226,33 @@ enum Step {
 
 type StepFuture<'a> = Pin<Box<dyn Future<Output = Step> + Send + 'a>>;
 
-async fn publish_step(inner: &Inner, entry: &Entry, e: usize, k: usize, expected: Seq, deadline: Instant) -> Step {
-    let result = publish(inner, &entry.subject, &entry.events[k], expected, deadline).await;
+async fn publish_step(
+    inner: &Inner,
+    entry: &Entry,
+    e: usize,
+    k: usize,
+    expected: Seq,
+    deadline: Instant,
+    sent: Option<Sent>,
+) -> Step {
+    let result = publish(inner, &entry.subject, &entry.events[k], expected, deadline, sent).await;
     Step::Published { entry: e, k, result }
+}
+
+/// A publish on its way: the ack to await, or why it could not be sent.
+type Sent = Result<PublishAckFuture, async_nats::jetstream::context::PublishError>;
+
+/// Sends event `k` of `entry` without awaiting its ack; `None` when the
+/// connection is down (the retry loop in [`publish`] then waits for it).
+async fn send(inner: &Inner, entry: &Entry, k: usize, expected: Seq) -> Option<Sent> {
+    inner.wait_connected().await.ok()?;
+    Some(inner.js.send_publish(entry.subject.clone(), message(&entry.events[k], expected)).await)
+}
+
+fn message(event: &Event, expected: Seq) -> PublishMessage {
+    let mut headers = event.headers.clone();
+    headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(expected));
+    PublishMessage::build().payload(event.payload.clone()).headers(headers)
 }
 
 async fn resolve_step(inner: &Inner, entry: &Entry, e: usize, k: usize, command_id: &str, wrote: bool) -> Step {
@@ -355,16 +385,20 @@ async fn publish(
     event: &Event,
     expected: Seq,
     deadline: Instant,
+    mut sent: Option<Sent>,
 ) -> Result<PublishAck, PublishError> {
     let mut attempt: u32 = 0;
     loop {
-        inner.wait_connected().await.map_err(PublishError::Log)?;
-        let mut headers = event.headers.clone();
-        headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, HeaderValue::from(expected));
-        let message = PublishMessage::build().payload(event.payload.clone()).headers(headers);
+        let sent = match sent.take() {
+            Some(sent) => sent,
+            None => {
+                inner.wait_connected().await.map_err(PublishError::Log)?;
+                inner.js.send_publish(subject.clone(), message(event, expected)).await
+            }
+        };
         // Never drop the ack future: a dropped ack only gets logged by
         // async-nats, and the caller would be told "durable" on a guess.
-        let result = match inner.js.send_publish(subject.clone(), message).await {
+        let result = match sent {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };

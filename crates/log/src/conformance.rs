@@ -57,6 +57,7 @@ pub async fn run_all<F: LogFactory>(factory: &mut F) {
         case!(multi_aggregate_request_is_atomic_on_conflict);
     }
     case!(a_conflicted_request_is_completed_by_its_retry);
+    case!(a_large_request_lands_in_request_order);
     case!(read_from_the_middle_respects_max);
     case!(read_aggregate_filters_by_aggregate_and_after);
     case!(last_of_gives_the_aggregates_last_event);
@@ -195,6 +196,18 @@ pub async fn a_conflicted_request_is_completed_by_its_retry<F: LogFactory>(facto
     assert_eq!(log.last_seq().await.unwrap(), last);
     assert!(matches!(log.append(fixed).await, Ok(Appended::Duplicate { .. })), "a further retry appends nothing");
     assert_eq!(log.last_seq().await.unwrap(), last);
+}
+
+/// Member pages list contacts in the order they were created, on every
+/// replica: that holds only if a request's events are stored in its order.
+pub async fn a_large_request_lands_in_request_order<F: LogFactory>(factory: &mut F) {
+    let log = factory.create().await;
+    let entries = (0..500).map(|i| (contact("org1", &format!("c{i}@example.com")), 0, 1)).collect();
+    let req = request("org1", "bulk", entries);
+    let last = new_seq(log.append(req.clone()).await);
+    let stored = log.read(1, 1000).await.unwrap();
+    assert_eq!(stored.last().unwrap().seq, last);
+    assert_eq!(envelopes(&stored), events_of(&req), "events are stored in request order");
 }
 
 pub async fn read_from_the_middle_respects_max<F: LogFactory>(factory: &mut F) {

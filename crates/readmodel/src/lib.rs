@@ -10,6 +10,7 @@
 //! types; the API crate converts), nor on a particular log backend: the
 //! projector only sees the `EventLog` port.
 
+mod index;
 mod model;
 mod projector;
 mod store;

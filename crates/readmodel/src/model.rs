@@ -1,7 +1,11 @@
 //! The read model: durable in sled, served from memory. Queries take a
-//! consistent view (all of a batch or none of it) under a read lock.
+//! consistent view (all of a batch or none of it) under a read lock, and are
+//! answered by the org's membership index (`crate::index`), which the same
+//! write that changes a contact keeps current.
 
+use crate::index::{ContactIndex, Evaluator};
 use crate::store::{self, Key};
+use roaring::RoaringBitmap;
 use segmentd_domain::criteria::Criteria;
 use segmentd_domain::segment::{SegmentCatalog, SegmentDef};
 use segmentd_domain::time::Timestamp;
@@ -37,26 +41,45 @@ pub enum SegmentLookup<'a> {
 #[derive(Default)]
 pub struct OrgView {
     rows: Vec<Option<Arc<Contact>>>,
-    by_email: HashMap<String, u32>,
+    /// Also the email → row lookup: a separate map would hold every email a
+    /// second time (about 80 MB at a million contacts).
+    index: ContactIndex,
     catalog: SegmentCatalog,
     criteria: HashMap<u64, Arc<Criteria>>,
 }
 
+/// Rows evaluated at once for a member page, at first; the window doubles
+/// while the page is not full, so a page of common members looks at few rows
+/// and a page of rare ones at most twice as many as a full count would.
+const FIRST_WINDOW: u32 = 1 << 16;
+
 /// A page of members and where the next one starts.
 pub struct Members {
     pub contacts: Vec<Arc<Contact>>,
-    /// The row to continue after, when there may be more.
+    /// The row to continue after, when more members follow.
     pub next_after: Option<u32>,
 }
 
 impl OrgView {
     pub fn contact(&self, email: &str) -> Option<&Arc<Contact>> {
-        let row = *self.by_email.get(email)?;
-        self.rows.get(row as usize)?.as_ref()
+        let row = self.row_of(email)?;
+        self.rows[row as usize].as_ref()
     }
 
     pub fn contact_count(&self) -> usize {
-        self.by_email.len()
+        self.index.live().len() as usize
+    }
+
+    /// Heap bytes of the membership index, roughly (for memory reports).
+    pub fn index_bytes(&self) -> usize {
+        self.index.approx_bytes()
+    }
+
+    /// The row of the contact whose email is exactly `email`.
+    fn row_of(&self, email: &str) -> Option<u32> {
+        self.index
+            .rows_with_email(email)
+            .find(|&row| self.rows.get(row as usize).and_then(Option::as_ref).is_some_and(|c| c.email == email))
     }
 
     pub fn segment(&self, lookup: SegmentLookup<'_>) -> Option<&SegmentDef> {
@@ -75,33 +98,47 @@ impl OrgView {
         self.criteria.get(&id)
     }
 
+    /// How many contacts match, with relative dates measured back from `at`.
     pub fn count(&self, criteria: &Criteria, at: Timestamp) -> u64 {
-        self.live().filter(|(_, c)| criteria.matches(c, at)).count() as u64
+        self.matching(criteria, at).len()
+    }
+
+    /// The rows of every matching contact, in member order.
+    fn matching(&self, criteria: &Criteria, at: Timestamp) -> RoaringBitmap {
+        Evaluator::new(&self.index, &self.rows, at).eval(criteria, self.index.live())
     }
 
     /// Up to `limit` matching contacts in row order, starting after row `after`.
     pub fn members(&self, criteria: &Criteria, at: Timestamp, after: Option<u32>, limit: usize) -> Members {
-        let start = after.map_or(0, |r| r as usize + 1);
-        let mut contacts = Vec::with_capacity(limit.min(1024));
-        let mut last_row = None;
-        for (row, c) in self.live_from(start) {
-            if contacts.len() == limit {
-                return Members { contacts, next_after: last_row };
-            }
-            if criteria.matches(c, at) {
-                contacts.push(Arc::clone(c));
-                last_row = Some(row);
-            }
+        self.page(criteria, at, after, limit, FIRST_WINDOW)
+    }
+
+    fn page(&self, criteria: &Criteria, at: Timestamp, after: Option<u32>, limit: usize, first_window: u32) -> Members {
+        let empty = Members { contacts: Vec::new(), next_after: None };
+        let Some(mut from) = after.map_or(Some(0), |r| r.checked_add(1)) else { return empty };
+        if limit == 0 {
+            return empty;
         }
-        Members { contacts, next_after: None }
-    }
-
-    fn live(&self) -> impl Iterator<Item = (u32, &Arc<Contact>)> {
-        self.live_from(0)
-    }
-
-    fn live_from(&self, start: usize) -> impl Iterator<Item = (u32, &Arc<Contact>)> {
-        self.rows.iter().enumerate().skip(start).filter_map(|(i, c)| c.as_ref().map(|c| (i as u32, c)))
+        let end = self.rows.len() as u64;
+        let evaluator = Evaluator::new(&self.index, &self.rows, at);
+        // One member more than the page, to know whether another page follows.
+        let mut rows = Vec::with_capacity(limit.min(1024) + 1);
+        let mut width = first_window.max(1);
+        while u64::from(from) < end && rows.len() <= limit {
+            let to = (u64::from(from) + u64::from(width)).min(end) as u32;
+            let mut window = RoaringBitmap::new();
+            window.insert_range(from..to);
+            window &= self.index.live();
+            rows.extend(evaluator.eval(criteria, &window).iter().take(limit + 1 - rows.len()));
+            from = to;
+            width = width.saturating_mul(2);
+        }
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Members {
+            contacts: rows.iter().filter_map(|&r| self.rows[r as usize].clone()).collect(),
+            next_after: if more { rows.last().copied() } else { None },
+        }
     }
 }
 
@@ -202,8 +239,10 @@ fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, 
         Event::ContactCreated(e) => put_contact(org, org_id, &e.contact, batch),
         Event::ContactUpdated(e) => put_contact(org, org_id, &e.contact, batch),
         Event::ContactDeleted(e) => {
-            if let Some(row) = org.by_email.remove(&e.email) {
-                org.rows[row as usize] = None;
+            if let Some(row) = org.row_of(&e.email) {
+                if let Some(old) = org.rows[row as usize].take() {
+                    org.index.remove(row, &old);
+                }
                 batch.remove(store::contact_key(org_id, row));
             }
         }
@@ -231,18 +270,21 @@ fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, 
 }
 
 fn put_contact(org: &mut OrgView, org_id: &str, contact: &Contact, batch: &mut sled::Batch) {
-    let row = match org.by_email.get(&contact.email) {
-        Some(row) => *row,
+    let row = match org.row_of(&contact.email) {
+        Some(row) => row,
         None => {
             let row = org.rows.len() as u32;
             org.rows.push(None);
-            org.by_email.insert(contact.email.clone(), row);
             batch.insert(store::next_row_key(org_id), &(row + 1).to_be_bytes());
             row
         }
     };
     batch.insert(store::contact_key(org_id, row), store::encode_contact(contact));
-    org.rows[row as usize] = Some(Arc::new(contact.clone()));
+    let new = Arc::new(contact.clone());
+    match org.rows[row as usize].replace(Arc::clone(&new)) {
+        Some(old) => org.index.replace(row, &old, &new),
+        None => org.index.insert(row, &new),
+    }
 }
 
 /// Criteria are stored as text in events; parse once per definition change.
@@ -279,7 +321,9 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
                 if view.rows.len() <= row as usize {
                     view.rows.resize(row as usize + 1, None);
                 }
-                view.by_email.insert(contact.email.clone(), row);
+                // Rows come in ascending order (big-endian keys), so the index
+                // is rebuilt by appending.
+                view.index.insert(row, &contact);
                 view.rows[row as usize] = Some(Arc::new(contact));
             }
             Some(Key::NextRow { org }) => {
@@ -305,4 +349,72 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
         }
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use segmentd_domain::Email;
+    use segmentd_domain::event::{ContactCreated, ContactDeleted};
+
+    /// Forty contacts with ages 0..40; every fifth deleted.
+    fn view() -> OrgView {
+        let mut view = OrgView::default();
+        let mut batch = sled::Batch::default();
+        let now = Timestamp(0);
+        for i in 0..40 {
+            let mut c = Contact::new(Email::parse(&format!("c{i}@x.com")).unwrap(), now);
+            c.age = Some(i);
+            apply_event(&mut view, "o", &Event::ContactCreated(ContactCreated { contact: c }), now, &mut batch);
+        }
+        for i in (0..40).step_by(5) {
+            let email = format!("c{i}@x.com");
+            apply_event(&mut view, "o", &Event::ContactDeleted(ContactDeleted { email }), now, &mut batch);
+        }
+        view
+    }
+
+    fn ages(m: &Members) -> Vec<i64> {
+        m.contacts.iter().map(|c| c.age.unwrap()).collect()
+    }
+
+    #[test]
+    fn given_any_window_size_when_paging_then_pages_are_the_same() {
+        let view = view();
+        let odd = Criteria::parse("age >= 3 and not (age = 7)").unwrap();
+        for window in [1, 2, 3, 7, FIRST_WINDOW] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = view.page(&odd, Timestamp(0), after, 4, window);
+                seen.extend(ages(&page));
+                match page.next_after {
+                    Some(row) => after = Some(row),
+                    None => break,
+                }
+            }
+            let want: Vec<i64> = (3..40).filter(|a| a % 5 != 0 && *a != 7).collect();
+            assert_eq!(seen, want, "window {window}");
+        }
+    }
+
+    #[test]
+    fn given_the_last_member_on_a_page_then_no_next_page_is_offered() {
+        let view = view();
+        let few = Criteria::parse("age between 36 and 39").unwrap();
+        let page = view.members(&few, Timestamp(0), None, 4);
+        assert_eq!((ages(&page), page.next_after), (vec![36, 37, 38, 39], None));
+        let page = view.members(&few, Timestamp(0), None, 3);
+        assert_eq!((ages(&page), page.next_after), (vec![36, 37, 38], Some(38)));
+        assert!(view.members(&few, Timestamp(0), Some(u32::MAX), 3).contacts.is_empty());
+        assert!(view.members(&few, Timestamp(0), None, 0).contacts.is_empty());
+    }
+
+    #[test]
+    fn given_contacts_deleted_when_looked_up_by_email_then_only_live_ones_are_found() {
+        let view = view();
+        assert_eq!(view.contact_count(), 32);
+        assert!(view.contact("c5@x.com").is_none());
+        assert_eq!(view.contact("c6@x.com").and_then(|c| c.age), Some(6));
+    }
 }

@@ -1,20 +1,23 @@
-//! The connection to segmentd: one tonic channel shared by the Commands and
-//! Queries clients, the `x-api-key` interceptor, retries on UNAVAILABLE, and
-//! the NAME|ID rule for naming a segment on the command line.
+//! The connection to segmentd: one tonic channel shared by the Commands,
+//! Queries and Replay clients, the `x-api-key` interceptor, retries on
+//! UNAVAILABLE, and the NAME|ID rule for naming a segment on the command line.
 
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::commands_client::CommandsClient;
 use segmentd_proto::v1::queries_client::QueriesClient;
+use segmentd_proto::v1::replay_client::ReplayClient;
 use std::future::Future;
 use std::time::Duration;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Request, Status, Streaming};
 
 /// The metadata key segmentd reads the API key from.
 const API_KEY_HEADER: &str = "x-api-key";
+/// The response header in which ReplayEvents says where its stream ends.
+const END_SEQUENCE_HEADER: &str = "x-end-sequence";
 
 /// Attempts per call when the server answers UNAVAILABLE (down, restarting,
 /// or a read model that has not caught up yet).
@@ -36,11 +39,12 @@ impl Interceptor for ApiKey {
 
 type Transport = InterceptedService<Channel, ApiKey>;
 
-/// Both gRPC clients over one channel. Cloning is cheap.
+/// The gRPC clients over one channel. Cloning is cheap.
 #[derive(Clone)]
 pub(crate) struct Api {
     commands: CommandsClient<Transport>,
     queries: QueriesClient<Transport>,
+    replay: ReplayClient<Transport>,
 }
 
 /// `127.0.0.1:50051` → `http://127.0.0.1:50051`; URLs with a scheme stay.
@@ -69,8 +73,26 @@ impl Api {
         let interceptor = ApiKey(key);
         Ok(Api {
             commands: CommandsClient::with_interceptor(channel.clone(), interceptor.clone()),
-            queries: QueriesClient::with_interceptor(channel, interceptor),
+            queries: QueriesClient::with_interceptor(channel.clone(), interceptor.clone()),
+            replay: ReplayClient::with_interceptor(channel, interceptor),
         })
+    }
+
+    /// Opens an event replay: the stream, and the sequence the server said
+    /// it will end at (for progress), if it said. Only opening is retried;
+    /// a stream that breaks midway is reported, not silently restarted.
+    pub(crate) async fn replay_events(
+        &self,
+        request: pb::ReplayEventsRequest,
+    ) -> Result<(Option<u64>, Streaming<pb::RecordedEvent>), Status> {
+        let response = retry(|| {
+            let mut client = self.replay.clone();
+            let request = request.clone();
+            async move { client.replay_events(request).await }
+        })
+        .await?;
+        let end = response.metadata().get(END_SEQUENCE_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+        Ok((end, response.into_inner()))
     }
 }
 
@@ -132,6 +154,8 @@ rpcs! {
     queries.count_members(pb::CountMembersRequest) -> pb::CountMembersReply;
     queries.list_members(pb::ListMembersRequest) -> pb::ListMembersReply;
     queries.preview_criteria(pb::PreviewCriteriaRequest) -> pb::PreviewCriteriaReply;
+    replay.segment_history(pb::SegmentHistoryRequest) -> pb::HistoryReply;
+    replay.contact_history(pb::ContactHistoryRequest) -> pb::HistoryReply;
 }
 
 /// A fresh command id for one write; retries of that write reuse it.

@@ -1,17 +1,21 @@
 //! `segctl`, the command-line client of segmentd: import contacts from CSV,
-//! manage segments, count and list their members, preview criteria.
+//! manage segments, count and list their members, preview criteria, replay
+//! the event history and show a segment's or a contact's history.
 //!
 //! **Must not depend on** any segmentd server crate (domain, log, readmodel,
 //! server): it speaks the wire API only, through the generated gRPC client
 //! in segmentd-proto, exactly like any other client of the service.
 
 mod client;
+mod events;
 mod import;
 mod output;
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use client::{Api, command_id, with_segment};
-use output::{DEFAULT_FIELDS, contact_json, contact_row, contact_text, segment_json, segment_text, segments_table};
+use output::{
+    DEFAULT_FIELDS, contact_json, contact_row, contact_text, history_text, segment_json, segment_text, segments_table,
+};
 use segmentd_proto::v1 as pb;
 use serde_json::json;
 use std::io::Write;
@@ -19,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "segctl", version, about = "The segmentd client: contacts, segments, members", long_about = None)]
+#[command(name = "segctl", version, about = "The segmentd client: contacts, segments, members, event history", long_about = None)]
 struct Cli {
     /// The segmentd gRPC endpoint.
     #[arg(long, global = true, env = "SEGCTL_SERVER", default_value = "http://127.0.0.1:50051", value_name = "URL")]
@@ -51,6 +55,8 @@ enum Command {
     /// Create, change, delete and query segments.
     #[command(subcommand)]
     Segments(SegmentsCommand),
+    /// Replay the organisation's event history in log order, as JSON lines or CSV.
+    Events(events::EventsArgs),
     /// Count and show the contacts criteria would match, without saving a segment.
     Preview {
         /// Criteria in the text form, e.g. 'country = "DE" and age >= 30'.
@@ -85,6 +91,8 @@ enum ContactsCommand {
         #[arg(long, default_value_t = 0)]
         min_sequence: u64,
     },
+    /// Every event of one contact, oldest first: who changed what, from what to what.
+    History { email: String },
 }
 
 /// The clock and consistency of a read.
@@ -151,6 +159,13 @@ enum SegmentsCommand {
         #[command(flatten)]
         read: ReadOptions,
     },
+    /// Every event of one segment, oldest first: who changed it, when, from
+    /// what to what. A name finds the segment that has it now, else the one
+    /// that had it last (renamed or deleted).
+    History {
+        #[arg(value_name = "NAME|ID")]
+        segment: String,
+    },
     /// List a segment's members, one per line (text: tab-separated; json: JSON lines).
     Members {
         #[arg(value_name = "NAME|ID")]
@@ -215,7 +230,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Output::Json => emit_json(&contact_json::<&str>(&contact, None))?,
             }
         }
+        Command::Contacts(ContactsCommand::History { email }) => {
+            let reply = api.contact_history(pb::ContactHistoryRequest { email }).await?;
+            print_history(out, &reply)?;
+        }
         Command::Segments(command) => segments(&api, out, command).await?,
+        Command::Events(args) => events::run(&api, args, out).await?,
         Command::Preview { criteria: text, limit, read, fields } => {
             let reply = api
                 .preview_criteria(pb::PreviewCriteriaRequest {
@@ -324,11 +344,24 @@ async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::R
                 }
             }
         }
+        SegmentsCommand::History { segment } => {
+            let (reply, _) =
+                with_segment(&segment, |r| api.segment_history(pb::SegmentHistoryRequest { segment: Some(r) })).await?;
+            print_history(out, &reply)?;
+        }
         SegmentsCommand::Members { segment, limit, page_size, fields, read } => {
             members(api, out, &segment, limit, page_size.unwrap_or(default_page_size(limit)), &fields, read).await?;
         }
     }
     Ok(())
+}
+
+/// A history: aligned lines for people, or the events' JSON lines.
+fn print_history(out: Output, reply: &pb::HistoryReply) -> std::io::Result<()> {
+    match out {
+        Output::Text => emit(&history_text(&reply.events)),
+        Output::Json => emit(&reply.events.iter().map(|e| format!("{}\n", e.json)).collect::<String>()),
+    }
 }
 
 fn print_segment_reply(out: Output, reply: &pb::SegmentReply) -> std::io::Result<()> {
@@ -452,6 +485,16 @@ mod tests {
         assert_eq!(fields, ["email", "country"]);
         assert_eq!(limit, 100);
         assert_eq!(parse(&["--output", "xml", "segments", "list"]).unwrap_err().exit_code(), 2);
+        let cli = parse(&["events", "--type", "SegmentUpdated,ContactCreated", "--type", "ContactDeleted"]).unwrap();
+        let Command::Events(args) = cli.command else { panic!("events") };
+        assert_eq!(args.types, ["SegmentUpdated", "ContactCreated", "ContactDeleted"]);
+        assert_eq!(args.format, events::Format::Jsonl);
+        assert!(parse(&["events", "--format", "csv", "--out", "x.csv", "--from", "3", "--to", "9"]).is_ok());
+        assert!(parse(&["events", "--from", "0"]).is_err(), "sequences start at 1");
+        assert!(parse(&["events", "--aggregate-id", "a@x.com"]).is_err(), "an id needs its aggregate type");
+        assert!(parse(&["events", "--aggregate-type", "segment"]).is_err());
+        assert!(parse(&["segments", "history", "germany"]).is_ok());
+        assert!(parse(&["contacts", "history", "a@x.com"]).is_ok());
     }
 
     #[test]

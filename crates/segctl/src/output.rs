@@ -4,6 +4,7 @@
 
 use segmentd_proto::v1 as pb;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use tonic::Code;
 
 /// The columns `members` and `preview` print when `--fields` is not given.
@@ -134,6 +135,120 @@ pub(crate) fn segments_table(segments: &[pb::Segment]) -> String {
         .collect()
 }
 
+/// The columns of `segctl events --format csv`; `data` is the JSON payload.
+pub(crate) const EVENT_CSV_HEADER: [&str; 9] =
+    ["sequence", "time", "type", "org", "aggregate_type", "aggregate_id", "actor", "command_id", "data"];
+
+/// One CSV record, in [`EVENT_CSV_HEADER`] order.
+pub(crate) fn event_csv_record(e: &pb::RecordedEvent) -> [String; 9] {
+    [
+        e.sequence.to_string(),
+        e.time.clone(),
+        e.r#type.clone(),
+        e.org.clone(),
+        e.aggregate_type.clone(),
+        e.aggregate_id.clone(),
+        e.actor.clone(),
+        e.command_id.clone(),
+        e.data_json.clone(),
+    ]
+}
+
+/// A history for people: one aligned line per event (sequence, time, type,
+/// actor, what happened). Contact updates show each changed field as
+/// `old → new`, taking the old value from the contact's previous event.
+pub(crate) fn history_text(events: &[pb::RecordedEvent]) -> String {
+    let width = |f: fn(&pb::RecordedEvent) -> usize| events.iter().map(f).max().unwrap_or(0);
+    let (w_seq, w_type, w_actor) = (
+        width(|e| e.sequence.to_string().len()),
+        width(|e| e.r#type.chars().count()),
+        width(|e| e.actor.chars().count()),
+    );
+    let mut fields = BTreeMap::new();
+    let mut out = String::new();
+    for e in events {
+        let what = summary(e, &mut fields);
+        let actor = cell(&e.actor);
+        out.push_str(&format!(
+            "{:>w_seq$}  {}  {:w_type$}  {actor:w_actor$}  {}\n",
+            e.sequence,
+            e.time,
+            e.r#type,
+            cell(&what)
+        ));
+    }
+    out
+}
+
+fn text_of(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+fn quoted(v: &Value) -> String {
+    Value::String(text_of(v)).to_string()
+}
+
+fn shown(value: Option<&String>) -> &str {
+    match value.map(String::as_str) {
+        None | Some("") => "(empty)",
+        Some(v) => v,
+    }
+}
+
+/// What one event did, in words; `fields` carries a contact's fields from
+/// one event to the next.
+fn summary(e: &pb::RecordedEvent, fields: &mut BTreeMap<String, String>) -> String {
+    let data: Value = serde_json::from_str(&e.data_json).unwrap_or(Value::Null);
+    let contact_fields = |data: &Value| -> BTreeMap<String, String> {
+        data["fields"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), text_of(v))).collect()).unwrap_or_default()
+    };
+    // added_at / updated_at repeat the event's own time: noise in a history.
+    let bookkeeping = |name: &str| name == "added_at" || name == "updated_at";
+    match e.r#type.as_str() {
+        "ContactCreated" => {
+            *fields = contact_fields(&data);
+            let shown: Vec<String> =
+                fields.iter().filter(|(k, _)| !bookkeeping(k)).map(|(k, v)| format!("{k}={v}")).collect();
+            format!("created: {}", shown.join(", "))
+        }
+        "ContactUpdated" => {
+            let now = contact_fields(&data);
+            let changes: Vec<String> = data["changed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text_of)
+                .filter(|name| !bookkeeping(name))
+                .map(|name| format!("{name}: {} → {}", shown(fields.get(&name)), shown(now.get(&name))))
+                .collect();
+            *fields = now;
+            if changes.is_empty() { "updated".to_owned() } else { changes.join(", ") }
+        }
+        "ContactDeleted" => {
+            fields.clear();
+            "deleted".to_owned()
+        }
+        "SegmentCreated" => format!("created {} with criteria: {}", quoted(&data["name"]), text_of(&data["criteria"])),
+        "SegmentUpdated" => {
+            let mut parts = vec![format!("version {}", text_of(&data["version"]))];
+            if data["name"].is_object() {
+                parts.push(format!("name {} → {}", quoted(&data["name"]["from"]), quoted(&data["name"]["to"])));
+            }
+            if data["criteria"].is_object() {
+                parts.push(format!(
+                    "criteria: {} → {}",
+                    text_of(&data["criteria"]["from"]),
+                    text_of(&data["criteria"]["to"])
+                ));
+            }
+            parts.join("; ")
+        }
+        "SegmentDeleted" => format!("deleted {}", quoted(&data["name"])),
+        // A type newer than this segctl: its payload as the server wrote it.
+        _ => e.data_json.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +333,66 @@ mod tests {
         let s = tonic::Status::not_found("no segment is named \"x\"");
         assert_eq!(status_line(&s), "NOT_FOUND: no segment is named \"x\"");
         assert_eq!(status_line(&tonic::Status::aborted("")), "ABORTED: The operation was aborted");
+    }
+
+    fn event(seq: u64, kind: &str, data: Value) -> pb::RecordedEvent {
+        pb::RecordedEvent {
+            sequence: seq,
+            r#type: kind.into(),
+            actor: "acme/key-1".into(),
+            time: format!("2025-01-01T00:00:{seq:02}Z"),
+            data_json: data.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn histories_say_what_changed_from_what_to_what() {
+        let contact = [
+            event(
+                3,
+                "ContactCreated",
+                json!({"email": "a@x.com", "fields": {"score": "150", "country": "DE", "added_at": "2025-01-01T00:00:03Z"}}),
+            ),
+            event(
+                12,
+                "ContactUpdated",
+                json!({"email": "a@x.com", "fields": {"score": "175", "age": "31"}, "changed": ["age", "country", "score", "updated_at"]}),
+            ),
+            event(13, "ContactDeleted", json!({"email": "a@x.com"})),
+        ];
+        assert_eq!(
+            history_text(&contact),
+            " 3  2025-01-01T00:00:03Z  ContactCreated  acme/key-1  created: country=DE, score=150\n\
+             12  2025-01-01T00:00:12Z  ContactUpdated  acme/key-1  age: (empty) → 31, country: DE → (empty), score: 150 → 175\n\
+             13  2025-01-01T00:00:13Z  ContactDeleted  acme/key-1  deleted\n"
+        );
+        let segment = [
+            event(1, "SegmentCreated", json!({"segment_id": 4, "name": "de", "criteria": "country = \"DE\""})),
+            event(
+                2,
+                "SegmentUpdated",
+                json!({"segment_id": 4, "version": 2, "name": null, "criteria": {"from": "country = \"DE\"", "to": "age > 3"}}),
+            ),
+            event(3, "SegmentDeleted", json!({"segment_id": 4, "name": "de"})),
+            event(4, "SomethingNew", json!({"x": 1})),
+        ];
+        let text = history_text(&segment);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with(r#"created "de" with criteria: country = "DE""#), "{text}");
+        assert!(lines[1].ends_with(r#"version 2; criteria: country = "DE" → age > 3"#), "{text}");
+        assert!(lines[2].ends_with(r#"deleted "de""#), "{text}");
+        assert!(lines[3].ends_with(r#"{"x":1}"#), "{text}");
+    }
+
+    #[test]
+    fn csv_records_follow_the_header() {
+        let mut e = event(7, "ContactDeleted", json!({"email": "a@x.com"}));
+        e.org = "acme".into();
+        let record = event_csv_record(&e);
+        assert_eq!(record.len(), EVENT_CSV_HEADER.len());
+        assert_eq!(record[0], "7");
+        assert_eq!(record[2], "ContactDeleted");
+        assert_eq!(record[8], r#"{"email":"a@x.com"}"#);
     }
 }

@@ -4,6 +4,8 @@
 //!   `decide`, append with the expected sequence, retry on conflicts.
 //! - [`grpc`]: the tonic services; each handler is thin: authenticate,
 //!   convert (parse, don't validate), call the application, convert back.
+//! - [`history`]: the event history read from the log (filtered replay,
+//!   segment and contact histories); [`event_json`]: its stable JSON form.
 //! - [`convert`]: proto ⇄ domain, once; [`status`]: errors → gRPC codes, once.
 //! - [`serve`]: assembles log, projector, read model and services.
 //!
@@ -13,7 +15,9 @@
 pub mod auth;
 pub mod convert;
 pub mod demo;
+pub mod event_json;
 pub mod grpc;
+pub mod history;
 pub mod serve;
 pub mod status;
 pub mod write;

@@ -2,13 +2,14 @@
 //! and the gRPC services (with health and reflection), and stops it cleanly.
 
 use crate::auth::ApiKeys;
-use crate::grpc::{CommandsService, QueriesService};
+use crate::grpc::{CommandsService, QueriesService, ReplayService};
 use crate::write::Writer;
 use segmentd_log::EventLog;
 use segmentd_log::embedded::EmbeddedLog;
 use segmentd_log_nats::{NatsConfig, NatsLog};
 use segmentd_proto::v1::commands_server::CommandsServer;
 use segmentd_proto::v1::queries_server::QueriesServer;
+use segmentd_proto::v1::replay_server::ReplayServer;
 use segmentd_readmodel::{ReadModel, run_projector};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -215,6 +216,8 @@ pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Resu
     if model.is_some() {
         health_reporter.set_serving::<QueriesServer<QueriesService>>().await;
     }
+    // Every role has the log, so every node can replay it.
+    health_reporter.set_serving::<ReplayServer<ReplayService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(segmentd_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -226,6 +229,7 @@ pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Resu
     let queries = model
         .as_ref()
         .map(|m| QueriesServer::new(QueriesService::new(Arc::clone(m), config.api_keys.clone(), config.query_wait)));
+    let replay = ReplayServer::new(ReplayService::new(Arc::clone(&log), config.api_keys.clone()));
     let mut stop = shutdown_rx.clone();
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -233,7 +237,8 @@ pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Resu
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_optional_service(commands)
-        .add_optional_service(queries);
+        .add_optional_service(queries)
+        .add_service(replay);
     // tonic's own tcp_nodelay only applies to listeners it binds itself.
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         if let Ok(stream) = &conn {

@@ -2,6 +2,7 @@
 //! logged with their source and answered without internals.
 
 use crate::convert::BadRequest;
+use crate::history::HistoryError;
 use crate::write::CommandError;
 use segmentd_domain::DomainError;
 use segmentd_log::LogError;
@@ -21,6 +22,15 @@ impl From<CommandError> for Status {
             CommandError::Refused(d) => domain(d),
             CommandError::Contended(msg) => Status::aborted(msg),
             CommandError::Log(l) => log(l),
+        }
+    }
+}
+
+impl From<HistoryError> for Status {
+    fn from(e: HistoryError) -> Status {
+        match e {
+            HistoryError::NotFound(msg) => Status::not_found(msg),
+            HistoryError::Log(l) => log(l),
         }
     }
 }
@@ -45,7 +55,7 @@ fn domain(e: DomainError) -> Status {
     }
 }
 
-fn log(e: LogError) -> Status {
+pub fn log(e: LogError) -> Status {
     match e {
         LogError::Unavailable(_) => Status::unavailable(e.to_string()),
         LogError::InvalidRequest(_) => Status::invalid_argument(e.to_string()),

@@ -3,6 +3,8 @@
 
 mod commands;
 mod queries;
+pub mod replay;
 
 pub use commands::CommandsService;
 pub use queries::QueriesService;
+pub use replay::ReplayService;

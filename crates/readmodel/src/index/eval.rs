@@ -1,0 +1,232 @@
+//! Evaluating a criteria tree on the index: `eval(node, within)` is exactly
+//! the rows of `within` whose contact `node.matches(…, at)`, for any
+//! `within` (a subset of the live rows). Passing the candidates down is what
+//! keeps a selective `all` group cheap, and what lets a member page evaluate
+//! one window of rows at a time.
+
+use super::rows::Rows;
+use super::text::{TextIndex, lower};
+use super::{BitSliced, ContactIndex};
+use roaring::RoaringBitmap;
+use segmentd_domain::Contact;
+use segmentd_domain::contact::FieldKind;
+use segmentd_domain::criteria::{Condition, Criteria, Operator, Value};
+use segmentd_domain::time::Timestamp;
+use std::sync::Arc;
+
+/// Testing a candidate row costs about this many distinct-value tests: a
+/// row test chases the contact's pointers, a value test reads one string.
+const ROW_TEST_COST: u64 = 4;
+/// A text field with more distinct values than this is "unique-ish": its
+/// pattern conditions run after everything else has narrowed the rows.
+const MANY_VALUES: usize = 1 << 16;
+
+pub(crate) struct Evaluator<'a> {
+    index: &'a ContactIndex,
+    rows: &'a [Option<Arc<Contact>>],
+    at: Timestamp,
+}
+
+impl<'a> Evaluator<'a> {
+    /// `rows` are the contacts the index was built from, by row.
+    pub(crate) fn new(index: &'a ContactIndex, rows: &'a [Option<Arc<Contact>>], at: Timestamp) -> Self {
+        Evaluator { index, rows, at }
+    }
+
+    /// The rows of `within` that match `node`.
+    pub(crate) fn eval(&self, node: &Criteria, within: &RoaringBitmap) -> RoaringBitmap {
+        match node {
+            Criteria::All(children) => {
+                let mut order: Vec<&Criteria> = children.iter().collect();
+                order.sort_by_cached_key(|c| self.estimate(c));
+                let mut narrowed: Option<RoaringBitmap> = None;
+                for child in order {
+                    let rows = narrowed.as_ref().unwrap_or(within);
+                    if rows.is_empty() {
+                        break;
+                    }
+                    narrowed = Some(self.eval(child, rows));
+                }
+                narrowed.unwrap_or_else(|| within.clone())
+            }
+            Criteria::Any(children) => {
+                let mut order: Vec<&Criteria> = children.iter().collect();
+                order.sort_by_cached_key(|c| self.estimate(c).0);
+                let mut found = RoaringBitmap::new();
+                // The rows no child has matched yet: later children test only those.
+                let mut rest: Option<RoaringBitmap> = None;
+                for child in order {
+                    let rows = rest.as_ref().unwrap_or(within);
+                    if rows.is_empty() {
+                        break;
+                    }
+                    let matched = self.eval(child, rows);
+                    rest = Some(rows - &matched);
+                    found |= matched;
+                }
+                found
+            }
+            Criteria::Not(child) => within - &self.eval(child, within),
+            Criteria::Condition(c) => {
+                let indexed = match c.field.kind() {
+                    FieldKind::Text => self.text_condition(c, within),
+                    _ => self.ordered_condition(c, within),
+                };
+                indexed.unwrap_or_else(|| self.scan(c, within))
+            }
+        }
+    }
+
+    /// Sort key for the children of an `all` group: lookups with a known,
+    /// small result first, then bounded-cost index work, then groups, then
+    /// row scans.
+    fn estimate(&self, node: &Criteria) -> (u8, u64) {
+        use Operator as O;
+        let Criteria::Condition(c) = node else { return (2, 0) };
+        let live = self.index.live().len();
+        if c.field.kind() != FieldKind::Text {
+            let present = self.index.ordered(&c.field).map_or(0, |b| b.present().len());
+            return match c.op {
+                O::IsEmpty => (0, live - present),
+                O::IsNotEmpty => (0, present),
+                _ => (1, 0),
+            };
+        }
+        let empty = TextIndex::default();
+        let index = self.index.text(&c.field).unwrap_or(&empty);
+        // The rows an equality touches; `None` for an operand that is not text.
+        let equal = |vs: &[Value]| -> Option<u64> {
+            vs.iter().map(|v| text(v).map(|t| index.rows_equal(t).map_or(0, Rows::len))).sum()
+        };
+        let present = index.present().len();
+        match &c.op {
+            O::IsEmpty => (0, live - present),
+            O::IsNotEmpty => (0, present),
+            O::Eq(v) => equal(std::slice::from_ref(v)).map_or((3, 0), |n| (0, n)),
+            O::In(vs) => equal(vs).map_or((3, 0), |n| (0, n)),
+            O::Ne(v) => equal(std::slice::from_ref(v)).map_or((3, 0), |n| (0, live.saturating_sub(n))),
+            O::NotIn(vs) => equal(vs).map_or((3, 0), |n| (0, live.saturating_sub(n))),
+            O::Contains(_) | O::NotContains(_) | O::StartsWith(_) | O::EndsWith(_)
+                if index.distinct() <= MANY_VALUES =>
+            {
+                (1, 0)
+            }
+            _ => (3, 0),
+        }
+    }
+
+    /// `None` when the index cannot answer: an operand that is not text.
+    fn text_condition(&self, c: &Condition, within: &RoaringBitmap) -> Option<RoaringBitmap> {
+        use Operator as O;
+        let empty = TextIndex::default();
+        let index = self.index.text(&c.field).unwrap_or(&empty);
+        let equal_any = |vs: &[Value]| -> Option<RoaringBitmap> {
+            let texts = vs.iter().map(text).collect::<Option<Vec<_>>>()?;
+            Some(index.rows_equal_any(texts) & within)
+        };
+        Some(match &c.op {
+            O::IsEmpty => within - index.present(),
+            O::IsNotEmpty => within & index.present(),
+            O::Eq(v) => index.rows_equal(text(v)?).map_or_else(RoaringBitmap::new, |rows| rows.and(within)),
+            O::Ne(v) => within - &index.rows_equal(text(v)?).map_or_else(RoaringBitmap::new, |rows| rows.and(within)),
+            O::In(vs) => equal_any(vs)?,
+            O::NotIn(vs) => within - &equal_any(vs)?,
+            O::Contains(s) => {
+                let s = lower(s);
+                self.pattern(index, c, within, |v| v.contains(&*s))
+            }
+            O::NotContains(s) => {
+                let contains = Condition { field: c.field.clone(), op: O::Contains(s.clone()) };
+                let s = lower(s);
+                within - &self.pattern(index, &contains, within, |v| v.contains(&*s))
+            }
+            O::StartsWith(p) => {
+                let p = lower(p);
+                self.pattern(index, c, within, |v| v.starts_with(&*p))
+            }
+            O::EndsWith(s) => {
+                let s = lower(s);
+                self.pattern(index, c, within, |v| v.ends_with(&*s))
+            }
+            _ => return None,
+        })
+    }
+
+    /// The rows of `within` whose value is non-empty and whose lowercased
+    /// value passes `pred`, which is what `c` tests: by testing each distinct
+    /// value, or each candidate row with `c`, whichever is fewer tests.
+    fn pattern(
+        &self,
+        index: &TextIndex,
+        c: &Condition,
+        within: &RoaringBitmap,
+        pred: impl Fn(&str) -> bool,
+    ) -> RoaringBitmap {
+        if index.distinct() as u64 <= within.len().saturating_mul(ROW_TEST_COST) {
+            index.rows_where(pred) & within
+        } else {
+            self.scan(c, within)
+        }
+    }
+
+    /// `None` when the index cannot answer: an operand of another kind than
+    /// the field, or a date operator on a number.
+    fn ordered_condition(&self, c: &Condition, within: &RoaringBitmap) -> Option<RoaringBitmap> {
+        use Operator as O;
+        let kind = c.field.kind();
+        let index: &BitSliced = self.index.ordered(&c.field)?;
+        let value = |v: &Value| operand(kind, v);
+        let values = |vs: &[Value]| vs.iter().map(value).collect::<Option<Vec<_>>>();
+        let time = kind == FieldKind::Time;
+        Some(match &c.op {
+            O::IsEmpty => within - index.present(),
+            O::IsNotEmpty => within & index.present(),
+            O::Eq(v) => index.equal_any(within, [value(v)?]),
+            O::Ne(v) => within - &index.equal_any(within, [value(v)?]),
+            O::In(vs) => index.equal_any(within, values(vs)?),
+            O::NotIn(vs) => within - &index.equal_any(within, values(vs)?),
+            O::Lt(v) => index.below(within, value(v)?, false),
+            O::Le(v) => index.below(within, value(v)?, true),
+            O::Gt(v) => index.above(within, value(v)?, false),
+            O::Ge(v) => index.above(within, value(v)?, true),
+            O::Between(low, high) => {
+                let (low, high) = (value(low)?, value(high)?);
+                index.below(&index.above(within, low, true), high, true)
+            }
+            O::Before(t) if time => index.below(within, t.0, false),
+            O::After(t) if time => index.above(within, t.0, false),
+            O::WithinLastDays(n) if time => {
+                let from = self.at.minus_days(i64::from(*n));
+                index.below(&index.above(within, from.0, true), self.at.0, true)
+            }
+            O::MoreThanDaysAgo(n) if time => index.below(within, self.at.minus_days(i64::from(*n)).0, false),
+            _ => return None,
+        })
+    }
+
+    /// The rows of `within` whose contact matches `c`, tested one by one.
+    fn scan(&self, c: &Condition, within: &RoaringBitmap) -> RoaringBitmap {
+        let matching = within.iter().filter(|&row| {
+            self.rows.get(row as usize).and_then(Option::as_ref).is_some_and(|contact| c.matches(contact, self.at))
+        });
+        RoaringBitmap::from_sorted_iter(matching).expect("a bitmap iterates in ascending order")
+    }
+}
+
+fn text(v: &Value) -> Option<&str> {
+    match v {
+        Value::Text(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// The operand as the `i64` the field's index holds, when it is of the
+/// field's kind (the evaluator compares nothing else: such a comparison is false).
+fn operand(kind: FieldKind, v: &Value) -> Option<i64> {
+    match (kind, v) {
+        (FieldKind::Integer, Value::Integer(n)) => Some(*n),
+        (FieldKind::Decimal, Value::Decimal(d)) => Some(d.0),
+        (FieldKind::Time, Value::Time(t)) => Some(t.0),
+        _ => None,
+    }
+}

@@ -1,0 +1,187 @@
+//! The membership index of one organisation: which rows match a criteria
+//! tree, answered with bitmap algebra instead of testing every contact.
+//!
+//! Rows are the `u32` row numbers of `OrgView` (contacts in the order they
+//! were first created), so a bitmap iterates in member-page order.
+//!
+//! - `live`: every row that holds a contact.
+//! - Text fields (built-in and each custom field): a [`TextIndex`], lowercase
+//!   value → rows, plus the rows with a value. `=`, `!=`, `in`, `not_in`,
+//!   `is_empty` are lookups; `contains`, `starts_with`, `ends_with` test each
+//!   distinct value once, or the candidate rows when there are fewer of those
+//!   (unique fields such as email). The email entries double as the
+//!   email → row lookup of `OrgView`.
+//! - Integer, decimal and date-time fields: a [`BitSliced`] index; every
+//!   comparison, range and relative date is at most 64 steps of bitmap
+//!   operations over the rows still in play.
+//!
+//! Evaluation (`eval.rs`) passes the candidate rows down the tree: an `all`
+//! group runs its cheapest, most selective children first and narrows the
+//! candidates as it goes, `any` tests each child only on rows not yet
+//! matched, `not` is candidates minus its child. A condition the index cannot
+//! answer (one whose operand is of another kind than its field, which only an
+//! unchecked tree has) is tested with `Condition::matches` on the candidate
+//! rows only, so the index always answers exactly what `Criteria::matches`
+//! answers.
+//!
+//! Maintained per event: a created contact is inserted, an updated one
+//! changes only the fields whose values differ, a deleted one is removed
+//! with the values it held. At start the index is rebuilt from the contacts
+//! loaded from sled; it is never stored.
+
+mod bitsliced;
+mod eval;
+mod rows;
+#[cfg(test)]
+mod tests;
+mod text;
+
+pub(crate) use eval::Evaluator;
+
+use bitsliced::BitSliced;
+use roaring::RoaringBitmap;
+use segmentd_domain::Contact;
+use segmentd_domain::contact::{Field, FieldKind, FieldValue};
+use std::collections::HashMap;
+use text::TextIndex;
+
+pub(crate) struct ContactIndex {
+    live: RoaringBitmap,
+    /// The built-in text fields, in `Field::BUILTIN` order.
+    text: Vec<(Field, TextIndex)>,
+    /// By custom field name; a field no contact ever had is absent (all empty).
+    custom: HashMap<String, TextIndex>,
+    /// The built-in integer, decimal and date-time fields.
+    ordered: Vec<(Field, BitSliced)>,
+}
+
+impl Default for ContactIndex {
+    fn default() -> Self {
+        let builtin = || Field::BUILTIN.iter().cloned();
+        ContactIndex {
+            live: RoaringBitmap::new(),
+            text: builtin().filter(|f| f.kind() == FieldKind::Text).map(|f| (f, TextIndex::default())).collect(),
+            custom: HashMap::new(),
+            ordered: builtin().filter(|f| f.kind() != FieldKind::Text).map(|f| (f, BitSliced::default())).collect(),
+        }
+    }
+}
+
+fn text_value<'c>(c: &'c Contact, field: &Field) -> &'c str {
+    match c.value(field) {
+        FieldValue::Text(t) => t,
+        _ => unreachable!("{field} is a text field"),
+    }
+}
+
+/// The value of an integer, decimal or date-time field as the `i64` it is.
+fn ordered_value(v: FieldValue<'_>) -> Option<i64> {
+    match v {
+        FieldValue::Integer(v) => v,
+        FieldValue::Decimal(v) => v.map(|d| d.0),
+        FieldValue::Time(v) => v.map(|t| t.0),
+        FieldValue::Text(_) => None,
+    }
+}
+
+impl ContactIndex {
+    /// Every row holding a contact.
+    pub(crate) fn live(&self) -> &RoaringBitmap {
+        &self.live
+    }
+
+    /// The index of a text field; `None` for a custom field no contact has had.
+    fn text(&self, field: &Field) -> Option<&TextIndex> {
+        match field {
+            Field::Custom(name) => self.custom.get(name),
+            _ => self.text.iter().find(|(f, _)| f == field).map(|(_, t)| t),
+        }
+    }
+
+    fn ordered(&self, field: &Field) -> Option<&BitSliced> {
+        self.ordered.iter().find(|(f, _)| f == field).map(|(_, b)| b)
+    }
+
+    /// The rows whose email is `email` ignoring case (in practice one row:
+    /// emails are stored lowercase and are a contact's identity).
+    pub(crate) fn rows_with_email(&self, email: &str) -> impl Iterator<Item = u32> + '_ {
+        self.text(&Field::Email).and_then(|t| t.rows_equal(email)).into_iter().flat_map(|rows| rows.iter())
+    }
+
+    pub(crate) fn insert(&mut self, row: u32, c: &Contact) {
+        self.live.insert(row);
+        for (field, index) in &mut self.text {
+            index.insert(row, text_value(c, field));
+        }
+        for (name, value) in &c.custom {
+            self.custom_mut(name).insert(row, value);
+        }
+        for (field, index) in &mut self.ordered {
+            if let Some(v) = ordered_value(c.value(field)) {
+                index.insert(row, v);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, row: u32, c: &Contact) {
+        self.live.remove(row);
+        for (field, index) in &mut self.text {
+            index.remove(row, text_value(c, field));
+        }
+        for (name, value) in &c.custom {
+            self.custom_mut(name).remove(row, value);
+        }
+        for (field, index) in &mut self.ordered {
+            if let Some(v) = ordered_value(c.value(field)) {
+                index.remove(row, v);
+            }
+        }
+    }
+
+    /// Moves `row` from the values of `old` to those of `new`, touching only
+    /// the fields that changed: an update usually changes one or two.
+    pub(crate) fn replace(&mut self, row: u32, old: &Contact, new: &Contact) {
+        for (field, index) in &mut self.text {
+            let (a, b) = (text_value(old, field), text_value(new, field));
+            if a != b {
+                index.remove(row, a);
+                index.insert(row, b);
+            }
+        }
+        for (name, a) in &old.custom {
+            if new.custom.get(name) != Some(a) {
+                self.custom_mut(name).remove(row, a);
+            }
+        }
+        for (name, b) in &new.custom {
+            if old.custom.get(name) != Some(b) {
+                self.custom_mut(name).insert(row, b);
+            }
+        }
+        for (field, index) in &mut self.ordered {
+            match (ordered_value(old.value(field)), ordered_value(new.value(field))) {
+                (Some(a), Some(b)) if a != b => index.replace(row, a, b),
+                (Some(a), None) => index.remove(row, a),
+                (None, Some(b)) => index.insert(row, b),
+                _ => {}
+            }
+        }
+    }
+
+    fn custom_mut(&mut self, name: &str) -> &mut TextIndex {
+        // Look up before inserting, so the common case allocates no key.
+        if !self.custom.contains_key(name) {
+            self.custom.insert(name.to_owned(), TextIndex::default());
+        }
+        self.custom.get_mut(name).expect("inserted above")
+    }
+
+    /// Heap bytes held by the index, roughly (hash table slots, keys and
+    /// bitmaps; not allocator overhead).
+    pub(crate) fn approx_bytes(&self) -> usize {
+        self.live.serialized_size()
+            + self.text.iter().map(|(_, t)| t.approx_bytes()).sum::<usize>()
+            + self.custom.values().map(TextIndex::approx_bytes).sum::<usize>()
+            + self.ordered.iter().map(|(_, b)| b.approx_bytes()).sum::<usize>()
+    }
+}

@@ -1,0 +1,281 @@
+//! Each kind of operator through the index, given a handful of contacts:
+//! the rows it answers are the ones named, and the ones `Criteria::matches`
+//! picks out one contact at a time.
+
+use super::{ContactIndex, Evaluator};
+use roaring::RoaringBitmap;
+use segmentd_domain::Contact;
+use segmentd_domain::contact::{Email, Field};
+use segmentd_domain::criteria::{Condition, Criteria, Operator, Value};
+use segmentd_domain::decimal::Decimal;
+use segmentd_domain::time::{MILLIS_PER_DAY, Timestamp};
+use std::sync::Arc;
+
+fn ts(s: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(s).unwrap()
+}
+
+fn at() -> Timestamp {
+    ts("2026-11-01T00:00:00Z")
+}
+
+/// A contact named `name` (its email is `name@x.com`), changed by `f`.
+fn contact(name: &str, f: impl FnOnce(&mut Contact)) -> Contact {
+    let mut c = Contact::new(Email::parse(&format!("{name}@x.com")).unwrap(), ts("2025-06-01T00:00:00Z"));
+    f(&mut c);
+    c
+}
+
+struct Given {
+    index: ContactIndex,
+    rows: Vec<Option<Arc<Contact>>>,
+}
+
+fn given(contacts: Vec<Contact>) -> Given {
+    let mut index = ContactIndex::default();
+    let rows: Vec<_> = contacts.into_iter().map(|c| Some(Arc::new(c))).collect();
+    for (row, c) in rows.iter().enumerate() {
+        index.insert(row as u32, c.as_ref().unwrap());
+    }
+    Given { index, rows }
+}
+
+impl Given {
+    /// The names of the contacts that `criteria` selects through the index,
+    /// after checking that the plain evaluator selects the same ones.
+    fn select(&self, criteria: &Criteria) -> Vec<String> {
+        let found = Evaluator::new(&self.index, &self.rows, at()).eval(criteria, self.index.live());
+        let plain: RoaringBitmap = (0..self.rows.len() as u32)
+            .filter(|&r| self.rows[r as usize].as_ref().is_some_and(|c| criteria.matches(c, at())))
+            .collect();
+        assert_eq!(found, plain, "index and plain evaluator disagree on {criteria}");
+        found.iter().map(|r| self.name(r)).collect()
+    }
+
+    fn name(&self, row: u32) -> String {
+        let c = self.rows[row as usize].as_ref().unwrap();
+        c.email.trim_end_matches("@x.com").to_owned()
+    }
+
+    fn query(&self, text: &str) -> Vec<String> {
+        self.select(&Criteria::parse(text).unwrap_or_else(|e| panic!("{text}: {e}")))
+    }
+}
+
+fn cities() -> Given {
+    given(vec![
+        contact("muc", |c| {
+            c.city = "München".into();
+            c.country = "DE".into();
+        }),
+        contact("caps", |c| {
+            c.city = "MÜNCHEN".into();
+            c.country = "de".into();
+        }),
+        contact("nowhere", |_| {}),
+        contact("ist", |c| {
+            c.city = "İstanbul".into();
+            c.country = "TR".into();
+        }),
+        contact("kelvin", |c| {
+            c.city = "\u{212A}iel".into();
+            c.country = "DE".into();
+            c.custom.insert("plan".into(), "Pro".into());
+        }),
+        contact("sigma", |c| {
+            c.city = "ΣΑΣ".into();
+            c.country = "GR".into();
+            c.custom.insert("plan".into(), "".into());
+        }),
+    ])
+}
+
+#[test]
+fn given_text_values_in_any_case_when_compared_for_equality_then_case_is_ignored() {
+    let g = cities();
+    assert_eq!(g.query(r#"city = "münchen""#), ["muc", "caps"]);
+    assert_eq!(g.query(r#"country = "De""#), ["muc", "caps", "kelvin"]);
+    assert_eq!(g.query(r#"city = "kiel""#), ["kelvin"], "the Kelvin sign lowercases to k");
+    assert_eq!(g.query(r#"city = "σας""#), [] as [&str; 0], "char-wise lowercase has no final sigma");
+    assert_eq!(g.query(r#"city = "σασ""#), ["sigma"]);
+    assert_eq!(g.query(r#"city in ("MÜNCHEN", "istanbul", "İSTANBUL")"#), ["muc", "caps", "ist"]);
+    assert_eq!(g.query(r#"city = """#), [] as [&str; 0], "an empty value equals nothing");
+}
+
+#[test]
+fn given_empty_values_when_negative_operators_apply_then_they_are_true_on_them() {
+    let g = cities();
+    assert_eq!(g.query(r#"city != "münchen""#), ["nowhere", "ist", "kelvin", "sigma"]);
+    assert_eq!(g.query(r#"country not_in ("DE", "TR")"#), ["nowhere", "sigma"]);
+    assert_eq!(g.query(r#"city not_contains "CH""#), ["nowhere", "ist", "kelvin", "sigma"]);
+    assert_eq!(g.query(r#"city is_empty"#), ["nowhere"]);
+    assert_eq!(g.query(r#"city is_not_empty"#), ["muc", "caps", "ist", "kelvin", "sigma"]);
+    // A comparison on an empty value is false, even `contains ""`.
+    assert_eq!(g.query(r#"city contains """#), ["muc", "caps", "ist", "kelvin", "sigma"]);
+}
+
+#[test]
+fn given_custom_fields_when_queried_then_missing_and_blank_are_empty() {
+    let g = cities();
+    assert_eq!(g.query(r#"custom.plan = "PRO""#), ["kelvin"]);
+    assert_eq!(g.query(r#"custom.plan is_empty"#), ["muc", "caps", "nowhere", "ist", "sigma"]);
+    // A field no contact has ever had: every value is empty.
+    assert_eq!(g.query(r#"custom.never = "x""#), [] as [&str; 0]);
+    assert_eq!(g.query(r#"custom.never != "x""#).len(), 6);
+    assert_eq!(g.query(r#"custom.never is_empty"#).len(), 6);
+    assert_eq!(g.query(r#"custom.never not_contains "x""#).len(), 6);
+}
+
+#[test]
+fn given_unicode_text_when_matched_by_pattern_then_lowercased_forms_are_compared() {
+    let g = cities();
+    assert_eq!(g.query(r#"city contains "ÜN""#), ["muc", "caps"]);
+    assert_eq!(g.query(r#"city starts_with "mün""#), ["muc", "caps"]);
+    assert_eq!(g.query(r#"city ends_with "CHEN""#), ["muc", "caps"]);
+    assert_eq!(g.query(r#"city starts_with "i""#), ["ist"], "İ lowercases to i and a combining dot");
+    assert_eq!(g.query("city contains \"\u{307}s\""), ["ist"], "the combining dot is a char of its own");
+    assert_eq!(g.query(r#"city ends_with "σ""#), ["sigma"]);
+}
+
+#[test]
+fn given_a_unique_field_when_few_rows_are_candidates_then_rows_are_scanned_with_the_same_answer() {
+    // Twenty distinct emails: alone, `ends_with` tests the twenty values;
+    // after `country = "DE"` leaves one row, it tests that row instead.
+    let contacts = (0..20)
+        .map(|i| {
+            contact(&format!("n{i}"), |c| {
+                c.country = if i == 7 { "DE".into() } else { "FR".into() };
+            })
+        })
+        .collect();
+    let g = given(contacts);
+    assert_eq!(g.query(r#"email ends_with "7@X.COM""#), ["n7", "n17"]);
+    assert_eq!(g.query(r#"email ends_with "7@x.com" and country = "de""#), ["n7"]);
+    assert_eq!(g.query(r#"country = "de" and email not_contains "n7""#), [] as [&str; 0]);
+    assert_eq!(g.query(r#"country = "de" and email starts_with "N""#), ["n7"]);
+    assert_eq!(g.query(r#"country = "de" and not (email contains "1")"#), ["n7"]);
+}
+
+fn numbers() -> Given {
+    given(vec![
+        contact("young", |c| {
+            c.age = Some(25);
+            c.total_spent = Some(Decimal::parse("1000.01").unwrap());
+            c.score = Some(-3);
+        }),
+        contact("old", |c| {
+            c.age = Some(70);
+            c.total_spent = Some(Decimal::parse("1000").unwrap());
+            c.score = Some(i64::MAX);
+        }),
+        contact("ageless", |c| {
+            c.score = Some(i64::MIN);
+        }),
+        contact("mid", |c| {
+            c.age = Some(34);
+            c.total_spent = Some(Decimal::parse("-5.5").unwrap());
+            c.score = Some(0);
+        }),
+    ])
+}
+
+#[test]
+fn given_integers_when_compared_then_ranges_are_inclusive_and_empty_never_compares() {
+    let g = numbers();
+    assert_eq!(g.query("age between 25 and 34"), ["young", "mid"]);
+    assert_eq!(g.query("age between 34 and 25"), [] as [&str; 0]);
+    assert_eq!(g.query("age < 34"), ["young"]);
+    assert_eq!(g.query("age <= 34"), ["young", "mid"]);
+    assert_eq!(g.query("age > 34"), ["old"]);
+    assert_eq!(g.query("age >= 34"), ["old", "mid"]);
+    assert_eq!(g.query("age = 70"), ["old"]);
+    assert_eq!(g.query("age != 70"), ["young", "ageless", "mid"]);
+    assert_eq!(g.query("age in (25, 70, 99)"), ["young", "old"]);
+    assert_eq!(g.query("age not_in (25, 70)"), ["ageless", "mid"]);
+    assert_eq!(g.query("age is_empty"), ["ageless"]);
+    assert_eq!(g.query("age is_not_empty"), ["young", "old", "mid"]);
+    assert_eq!(g.query("score < 0"), ["young", "ageless"]);
+    assert_eq!(g.query(&format!("score >= {}", i64::MAX)), ["old"]);
+    assert_eq!(g.query(&format!("score <= {}", i64::MIN)), ["ageless"]);
+}
+
+#[test]
+fn given_decimals_when_compared_then_they_compare_exactly() {
+    let g = numbers();
+    assert_eq!(g.query("total_spent > 1000"), ["young"]);
+    assert_eq!(g.query("total_spent >= 1000"), ["young", "old"]);
+    assert_eq!(g.query("total_spent = 1000.0"), ["old"]);
+    assert_eq!(g.query("total_spent < 0"), ["mid"]);
+    assert_eq!(g.query("total_spent in (1000.01, -5.5)"), ["young", "mid"]);
+}
+
+#[test]
+fn given_a_hand_built_condition_with_an_operand_of_another_kind_then_the_answer_is_still_the_evaluators() {
+    let g = numbers();
+    let odd = |field: Field, op: Operator| Criteria::Condition(Condition { field, op });
+    // `!=` against text is true everywhere on a number; `=` nowhere.
+    assert_eq!(g.select(&odd(Field::Age, Operator::Ne(Value::Text("x".into())))).len(), 4);
+    assert_eq!(g.select(&odd(Field::Age, Operator::Eq(Value::Text("25".into())))), [] as [&str; 0]);
+    // An integer operand on the decimal field, and a date operator on a number.
+    assert_eq!(g.select(&odd(Field::TotalSpent, Operator::Gt(Value::Integer(0)))), [] as [&str; 0]);
+    assert_eq!(g.select(&odd(Field::Age, Operator::Before(at()))), [] as [&str; 0]);
+    assert_eq!(g.select(&odd(Field::Age, Operator::NotContains("2".into()))).len(), 4);
+    assert_eq!(g.select(&odd(Field::City, Operator::Lt(Value::Integer(3)))), [] as [&str; 0]);
+}
+
+fn times() -> Given {
+    let day = |n: i64| Timestamp(at().0 - n * MILLIS_PER_DAY);
+    given(vec![
+        contact("today", |c| c.last_opened_at = Some(at())),
+        contact("edge", |c| c.last_opened_at = Some(day(30))),
+        contact("before_edge", |c| c.last_opened_at = Some(Timestamp(day(30).0 - 1))),
+        contact("future", |c| c.last_opened_at = Some(Timestamp(at().0 + 1))),
+        contact("never", |_| {}),
+    ])
+}
+
+#[test]
+fn given_dates_when_relative_operators_apply_then_they_count_back_from_at() {
+    let g = times();
+    assert_eq!(g.query("last_opened_at within_last 30 days"), ["today", "edge"]);
+    assert_eq!(g.query("last_opened_at within_last 0 days"), ["today"]);
+    assert_eq!(g.query("last_opened_at more_than 30 days ago"), ["before_edge"]);
+    assert_eq!(g.query(r#"last_opened_at before "2026-11-01T00:00:00Z""#), ["edge", "before_edge"]);
+    assert_eq!(g.query(r#"last_opened_at after "2026-11-01T00:00:00Z""#), ["future"]);
+    assert_eq!(g.query(r#"last_opened_at >= "2026-11-01T00:00:00Z""#), ["today", "future"]);
+    assert_eq!(g.query(r#"last_opened_at != "2026-11-01T00:00:00Z""#), ["edge", "before_edge", "future", "never"]);
+    assert_eq!(g.query("last_opened_at is_empty"), ["never"]);
+    assert_eq!(g.query(r#"added_at = "2025-06-01T00:00:00Z""#).len(), 5);
+}
+
+#[test]
+fn given_groups_when_evaluated_then_not_is_a_plain_boolean_and_groups_nest() {
+    let g = numbers();
+    assert_eq!(g.query("not (age > 30)"), ["young", "ageless"], "an empty age is not > 30, so NOT holds");
+    assert_eq!(g.query("age < 30 or total_spent < 0 or age is_empty"), ["young", "ageless", "mid"]);
+    assert_eq!(g.query("(age < 30 or age > 60) and total_spent >= 1000"), ["young", "old"]);
+    assert_eq!(g.query("not (age < 30 or age > 60) and not age is_empty"), ["mid"]);
+    assert_eq!(g.query("not not (age = 25)"), ["young"]);
+}
+
+#[test]
+fn given_a_contact_changed_and_removed_when_queried_then_the_index_follows() {
+    let mut g = cities();
+    let old = g.rows[0].clone().unwrap();
+    let new = Arc::new(contact("muc", |c| {
+        c.city = "Berlin".into();
+        c.country = "DE".into();
+        c.age = Some(40);
+        c.custom.insert("plan".into(), "free".into());
+    }));
+    g.index.replace(0, &old, &new);
+    g.rows[0] = Some(new);
+    assert_eq!(g.query(r#"city = "münchen""#), ["caps"]);
+    assert_eq!(g.query(r#"city = "berlin" and age = 40 and custom.plan = "free""#), ["muc"]);
+    let caps = g.rows[1].take().unwrap();
+    g.index.remove(1, &caps);
+    assert_eq!(g.query(r#"city contains "ü""#), [] as [&str; 0]);
+    assert_eq!(g.query(r#"city != "x""#), ["muc", "nowhere", "ist", "kelvin", "sigma"]);
+    assert_eq!(g.index.rows_with_email("CAPS@x.com").count(), 0);
+    assert_eq!(g.index.rows_with_email("MUC@X.COM").collect::<Vec<_>>(), [0]);
+}
