@@ -4,21 +4,10 @@
 //! the histories of a segment and a contact.
 
 use segmentd_server::ServeConfig;
-use std::process::Output;
 
-fn segctl(server: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_segctl"))
-        .arg("--server")
-        .arg(server)
-        .args(args)
-        .output()
-        .expect("segctl runs")
-}
+mod common;
 
-fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "segctl failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use common::{segctl, stdout};
 
 async fn run(server: &str, args: &[&str]) -> String {
     let server = server.to_owned();

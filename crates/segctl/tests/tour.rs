@@ -3,21 +3,10 @@
 //! plain pass over the demo rows.
 
 use segmentd_server::ServeConfig;
-use std::process::Output;
 
-fn segctl(server: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_segctl"))
-        .arg("--server")
-        .arg(server)
-        .args(args)
-        .output()
-        .expect("segctl runs")
-}
+mod common;
 
-fn stdout(out: &Output) -> String {
-    assert!(out.status.success(), "segctl failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
+use common::{segctl, stdout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_tour_prints_the_right_counts() {
