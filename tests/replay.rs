@@ -10,15 +10,13 @@
 
 use segmentd_log_nats::testkit::NatsServer;
 use segmentd_proto::v1 as pb;
-use segmentd_proto::v1::commands_client::CommandsClient;
-use segmentd_proto::v1::queries_client::QueriesClient;
 use segmentd_proto::v1::replay_client::ReplayClient;
 use segmentd_server::auth::{API_KEY_HEADER, ApiKeys};
 use segmentd_server::{LogBackend, ServeConfig};
-use segmentd_tests::{TestServer, by_name, contact, text};
+use segmentd_tests::{TestServer, by_name, contact, start_config, text};
 use serde_json::Value;
 use tempfile::TempDir;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 const ACME_1: &str = "acme-key-one-0123456789";
@@ -54,24 +52,8 @@ async fn start(backend: Backend) -> Harness {
     if let Some(nats) = &nats {
         config.backend = LogBackend::Nats(Box::new(nats.log_config()));
     }
-    let served = segmentd_server::serve(config).await.expect("server starts");
-    let channel = Endpoint::from_shared(format!("http://{}", served.addr))
-        .unwrap()
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .expect("client connects");
-    Harness {
-        replay: ReplayClient::new(channel.clone()),
-        server: TestServer {
-            commands: CommandsClient::new(channel.clone()),
-            queries: QueriesClient::new(channel.clone()),
-            channel,
-            served,
-        },
-        _nats: nats,
-        _dir: dir,
-    }
+    let server = start_config(config).await;
+    Harness { replay: ReplayClient::new(server.channel.clone()), server, _nats: nats, _dir: dir }
 }
 
 impl Harness {

@@ -26,6 +26,11 @@ pub async fn start(dir: &Path) -> TestServer {
 pub async fn start_with(dir: &Path, keys: ApiKeys) -> TestServer {
     let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
     config.api_keys = keys;
+    start_config(config).await
+}
+
+/// Starts a server as `config` says (it should listen on port 0) and connects.
+pub async fn start_config(config: ServeConfig) -> TestServer {
     let served = segmentd_server::serve(config).await.expect("server starts");
     let channel = Endpoint::from_shared(format!("http://{}", served.addr))
         .unwrap()
