@@ -159,7 +159,7 @@ pub struct ReadModel {
 impl ReadModel {
     /// Opens (or creates) the read model under `dir` and loads it into memory.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<ReadModel, ReadModelError> {
-        let db = sled::Config::new().path(dir).cache_capacity(cache_bytes).flush_every_ms(Some(500)).open()?;
+        let db = open_db(dir, cache_bytes)?;
         let tree = db.open_tree("readmodel")?;
         let layout = tree.get(store::KEY_LAYOUT)?.and_then(|v| store::u64_value(&v));
         if layout != Some(store::LAYOUT_VERSION) {
@@ -349,6 +349,26 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
         }
     }
     Ok(state)
+}
+
+/// How long `open` waits for a previous holder of the directory to let go.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens sled, waiting (bounded) while the directory is still locked: sled's
+/// background flusher keeps the lock for a moment after a model in this
+/// process is dropped, so a restart in the same process would otherwise fail.
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, ReadModelError> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match sled::Config::new().path(dir).cache_capacity(cache_bytes).flush_every_ms(Some(500)).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 #[cfg(test)]
