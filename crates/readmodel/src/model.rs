@@ -321,9 +321,6 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
                 if view.rows.len() <= row as usize {
                     view.rows.resize(row as usize + 1, None);
                 }
-                // Rows come in ascending order (big-endian keys), so the index
-                // is rebuilt by appending.
-                view.index.insert(row, &contact);
                 view.rows[row as usize] = Some(Arc::new(contact));
             }
             Some(Key::NextRow { org }) => {
@@ -347,6 +344,9 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
             }
             None => return Err(corrupt(&k, "unknown key".into())),
         }
+    }
+    for view in state.orgs.values_mut() {
+        view.index = ContactIndex::build(&view.rows);
     }
     Ok(state)
 }

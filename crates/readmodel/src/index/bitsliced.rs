@@ -13,6 +13,12 @@
 
 use roaring::RoaringBitmap;
 
+/// Rows compared with a value: the equal ones, and the ones on one side.
+enum Split {
+    Below { below: RoaringBitmap, equal: RoaringBitmap },
+    Above { above: RoaringBitmap, equal: RoaringBitmap },
+}
+
 pub(crate) struct BitSliced {
     /// Rows that have a value.
     present: RoaringBitmap,
@@ -43,6 +49,23 @@ fn ones(mut k: u64) -> impl Iterator<Item = usize> {
 }
 
 impl BitSliced {
+    /// The index of `values`, (row, value) in ascending row order: each
+    /// bitmap is built by appending, which is much cheaper than inserting
+    /// row by row (an insert searches the bitmap first).
+    pub(crate) fn build(values: impl Iterator<Item = (u32, i64)> + Clone) -> Self {
+        let present =
+            RoaringBitmap::from_sorted_iter(values.clone().map(|(row, _)| row)).expect("rows come in ascending order");
+        let any_ones = values.clone().fold(0u64, |acc, (_, v)| acc | key(v));
+        let slices = std::array::from_fn(|i| {
+            if any_ones >> i & 1 == 0 {
+                return RoaringBitmap::new();
+            }
+            let rows = values.clone().filter(|(_, v)| key(*v) >> i & 1 == 1).map(|(row, _)| row);
+            RoaringBitmap::from_sorted_iter(rows).expect("rows come in ascending order")
+        });
+        BitSliced { present, slices }
+    }
+
     pub(crate) fn insert(&mut self, row: u32, v: i64) {
         self.present.insert(row);
         for i in ones(key(v)) {
@@ -77,49 +100,89 @@ impl BitSliced {
     /// Rows of `within` whose value is above `v` (or equal to it, when
     /// `or_equal`). Rows without a value are never above anything.
     pub(crate) fn above(&self, within: &RoaringBitmap, v: i64, or_equal: bool) -> RoaringBitmap {
-        let c = key(v);
-        // `eq`: rows whose bits so far equal c's; `gt`: rows already above.
-        let mut eq = within & &self.present;
-        let mut gt = RoaringBitmap::new();
-        for i in (0..64).rev() {
-            if eq.is_empty() {
-                break;
-            }
-            let slice = &self.slices[i];
-            if c >> i & 1 == 1 {
-                eq &= slice;
-            } else if !slice.is_empty() {
-                gt |= &eq & slice;
-                eq -= slice;
-            }
+        let (w, split) = self.split(within, key(v));
+        match (split, or_equal) {
+            (Split::Above { above, .. }, false) => above,
+            (Split::Above { above, equal }, true) => above | equal,
+            (Split::Below { below, equal }, false) => w - below - equal,
+            (Split::Below { below, .. }, true) => w - below,
         }
-        if or_equal {
-            gt |= eq;
-        }
-        gt
     }
 
     /// Rows of `within` whose value is below `v` (or equal to it, when `or_equal`).
     pub(crate) fn below(&self, within: &RoaringBitmap, v: i64, or_equal: bool) -> RoaringBitmap {
-        let c = key(v);
-        let mut eq = within & &self.present;
-        let mut lt = RoaringBitmap::new();
+        let (w, split) = self.split(within, key(v));
+        match (split, or_equal) {
+            (Split::Below { below, .. }, false) => below,
+            (Split::Below { below, equal }, true) => below | equal,
+            (Split::Above { above, equal }, false) => w - above - equal,
+            (Split::Above { above, .. }, true) => w - above,
+        }
+    }
+
+    /// The rows of `within` that have a value, and how they compare with
+    /// `c`. Going down the bits, `equal` keeps the rows that agree with c so
+    /// far; a row leaves it below c where c has a one and the row a zero, and
+    /// above c where it is the other way round. Only one of the two sides is
+    /// gathered (the other is what is left), because gathering costs two more
+    /// bitmap operations on the rows still in play at each bit that decides
+    /// rows for that side. The rows in play shrink as bits go down (about by
+    /// half, on spread-out values), so the high bits weigh most: the side
+    /// gathered is the one whose deciding bits weigh less.
+    fn split(&self, within: &RoaringBitmap, c: u64) -> (RoaringBitmap, Split) {
+        let w = within & &self.present;
+        let total = self.present.len();
+        // A slice holding every row (the sign bit of non-negative values)
+        // or none decides nothing and costs nothing.
+        let varies = |i: usize| !self.slices[i].is_empty() && self.slices[i].len() != total;
+        let (mut weight, mut below_cost, mut above_cost) = (1.0f64, 0.0, 0.0);
+        for i in (0..64).rev().filter(|&i| varies(i)) {
+            if c >> i & 1 == 1 {
+                below_cost += weight;
+            } else {
+                above_cost += weight;
+            }
+            weight *= 0.6;
+        }
+        let gather_below = below_cost <= above_cost;
+        let mut equal = w.clone();
+        let mut decided = RoaringBitmap::new();
         for i in (0..64).rev() {
-            if eq.is_empty() {
+            if equal.is_empty() {
                 break;
             }
             let slice = &self.slices[i];
-            if c >> i & 1 == 1 {
-                lt |= &eq - slice;
-                eq &= slice;
-            } else if !slice.is_empty() {
-                eq -= slice;
+            let one = c >> i & 1 == 1;
+            if slice.is_empty() {
+                if one {
+                    // Every row has a zero here: all of them are below c.
+                    if gather_below {
+                        decided |= &equal;
+                    }
+                    equal.clear();
+                }
+            } else if slice.len() == total {
+                if !one {
+                    if !gather_below {
+                        decided |= &equal;
+                    }
+                    equal.clear();
+                }
+            } else if one {
+                if gather_below {
+                    decided |= &equal - slice;
+                }
+                equal &= slice;
+            } else {
+                if !gather_below {
+                    decided |= &equal & slice;
+                }
+                equal -= slice;
             }
         }
-        if or_equal {
-            lt |= eq;
-        }
-        lt
+        let split =
+            if gather_below { Split::Below { below: decided, equal } } else { Split::Above { above: decided, equal } };
+        (w, split)
     }
 
     /// Rows of `within` whose value is one of `values`, in one descent that
@@ -150,10 +213,16 @@ impl BitSliced {
             // ones with this bit clear come first.
             let split = keys.partition_point(|k| k >> bit & 1 == 0);
             let (zeros, ones) = keys.split_at(split);
+            let full = slice.len() == self.present.len();
             if ones.is_empty() {
+                if full {
+                    return;
+                }
                 rows -= slice;
             } else if zeros.is_empty() {
-                rows &= slice;
+                if !full {
+                    rows &= slice;
+                }
             } else {
                 let with_one = &rows & slice;
                 self.descend(with_one, ones, bit - 1, out);
@@ -190,6 +259,7 @@ mod tests {
             list in prop::collection::vec(-5i64..5, 1..6),
             within_mask in any::<u64>(),
         ) {
+            let built = BitSliced::build(values.iter().enumerate().map(|(row, v)| (row as u32, *v)));
             let mut index = BitSliced::default();
             // Rows 0..n hold the values; every third row is replaced once to
             // exercise `replace`, and row n has no value.
@@ -212,6 +282,8 @@ mod tests {
             prop_assert_eq!(index.below(&within, probe, true), expect(&|v| v <= probe));
             prop_assert_eq!(index.equal_any(&within, [probe]), expect(&|v| v == probe));
             prop_assert_eq!(index.equal_any(&within, list.iter().copied()), expect(&|v| list.contains(&v)));
+            prop_assert_eq!(&built.present, &index.present);
+            prop_assert_eq!(&built.slices, &index.slices, "built at once or row by row, the same bitmaps");
         }
     }
 }

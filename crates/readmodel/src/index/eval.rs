@@ -6,20 +6,19 @@
 
 use super::rows::Rows;
 use super::text::{TextIndex, lower};
-use super::{BitSliced, ContactIndex};
+use super::{ContactIndex, OrderedIndex};
 use roaring::RoaringBitmap;
 use segmentd_domain::Contact;
 use segmentd_domain::contact::FieldKind;
 use segmentd_domain::criteria::{Condition, Criteria, Operator, Value};
 use segmentd_domain::time::Timestamp;
+use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::sync::Arc;
 
-/// Testing a candidate row costs about this many distinct-value tests: a
-/// row test chases the contact's pointers, a value test reads one string.
+/// Testing a candidate row's contact costs about this many distinct-value
+/// tests: a row test chases the contact's pointers, a value test reads one
+/// string.
 const ROW_TEST_COST: u64 = 4;
-/// A text field with more distinct values than this is "unique-ish": its
-/// pattern conditions run after everything else has narrowed the rows.
-const MANY_VALUES: usize = 1 << 16;
 
 pub(crate) struct Evaluator<'a> {
     index: &'a ContactIndex,
@@ -106,9 +105,9 @@ impl<'a> Evaluator<'a> {
             O::In(vs) => equal(vs).map_or((3, 0), |n| (0, n)),
             O::Ne(v) => equal(std::slice::from_ref(v)).map_or((3, 0), |n| (0, live.saturating_sub(n))),
             O::NotIn(vs) => equal(vs).map_or((3, 0), |n| (0, live.saturating_sub(n))),
-            O::Contains(_) | O::NotContains(_) | O::StartsWith(_) | O::EndsWith(_)
-                if index.distinct() <= MANY_VALUES =>
-            {
+            // With a column, a pattern costs a test per candidate row: let
+            // everything else narrow the rows first.
+            O::Contains(_) | O::NotContains(_) | O::StartsWith(_) | O::EndsWith(_) if index.column().is_none() => {
                 (1, 0)
             }
             _ => (3, 0),
@@ -153,8 +152,9 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The rows of `within` whose value is non-empty and whose lowercased
-    /// value passes `pred`, which is what `c` tests: by testing each distinct
-    /// value, or each candidate row with `c`, whichever is fewer tests.
+    /// value passes `pred`, which is what `c` tests: from the column when
+    /// the field has one, else by testing each distinct value or each
+    /// candidate row's contact, whichever is fewer tests.
     fn pattern(
         &self,
         index: &TextIndex,
@@ -162,7 +162,9 @@ impl<'a> Evaluator<'a> {
         within: &RoaringBitmap,
         pred: impl Fn(&str) -> bool,
     ) -> RoaringBitmap {
-        if index.distinct() as u64 <= within.len().saturating_mul(ROW_TEST_COST) {
+        if let Some(column) = index.column() {
+            column.rows_where(within, pred, |row| self.contact_matches(c, row))
+        } else if index.distinct() as u64 <= within.len().saturating_mul(ROW_TEST_COST) {
             index.rows_where(pred) & within
         } else {
             self.scan(c, within)
@@ -174,42 +176,43 @@ impl<'a> Evaluator<'a> {
     fn ordered_condition(&self, c: &Condition, within: &RoaringBitmap) -> Option<RoaringBitmap> {
         use Operator as O;
         let kind = c.field.kind();
-        let index: &BitSliced = self.index.ordered(&c.field)?;
+        let index: &OrderedIndex = self.index.ordered(&c.field)?;
         let value = |v: &Value| operand(kind, v);
         let values = |vs: &[Value]| vs.iter().map(value).collect::<Option<Vec<_>>>();
         let time = kind == FieldKind::Time;
         Some(match &c.op {
             O::IsEmpty => within - index.present(),
             O::IsNotEmpty => within & index.present(),
-            O::Eq(v) => index.equal_any(within, [value(v)?]),
-            O::Ne(v) => within - &index.equal_any(within, [value(v)?]),
+            O::Eq(v) => index.equal_any(within, vec![value(v)?]),
+            O::Ne(v) => within - &index.equal_any(within, vec![value(v)?]),
             O::In(vs) => index.equal_any(within, values(vs)?),
             O::NotIn(vs) => within - &index.equal_any(within, values(vs)?),
-            O::Lt(v) => index.below(within, value(v)?, false),
-            O::Le(v) => index.below(within, value(v)?, true),
-            O::Gt(v) => index.above(within, value(v)?, false),
-            O::Ge(v) => index.above(within, value(v)?, true),
-            O::Between(low, high) => {
-                let (low, high) = (value(low)?, value(high)?);
-                index.below(&index.above(within, low, true), high, true)
-            }
-            O::Before(t) if time => index.below(within, t.0, false),
-            O::After(t) if time => index.above(within, t.0, false),
+            O::Lt(v) => index.range(within, Unbounded, Excluded(value(v)?)),
+            O::Le(v) => index.range(within, Unbounded, Included(value(v)?)),
+            O::Gt(v) => index.range(within, Excluded(value(v)?), Unbounded),
+            O::Ge(v) => index.range(within, Included(value(v)?), Unbounded),
+            O::Between(low, high) => index.range(within, Included(value(low)?), Included(value(high)?)),
+            O::Before(t) if time => index.range(within, Unbounded, Excluded(t.0)),
+            O::After(t) if time => index.range(within, Excluded(t.0), Unbounded),
             O::WithinLastDays(n) if time => {
                 let from = self.at.minus_days(i64::from(*n));
-                index.below(&index.above(within, from.0, true), self.at.0, true)
+                index.range(within, Included(from.0), Included(self.at.0))
             }
-            O::MoreThanDaysAgo(n) if time => index.below(within, self.at.minus_days(i64::from(*n)).0, false),
+            O::MoreThanDaysAgo(n) if time => {
+                index.range(within, Unbounded, Excluded(self.at.minus_days(i64::from(*n)).0))
+            }
             _ => return None,
         })
     }
 
     /// The rows of `within` whose contact matches `c`, tested one by one.
     fn scan(&self, c: &Condition, within: &RoaringBitmap) -> RoaringBitmap {
-        let matching = within.iter().filter(|&row| {
-            self.rows.get(row as usize).and_then(Option::as_ref).is_some_and(|contact| c.matches(contact, self.at))
-        });
+        let matching = within.iter().filter(|&row| self.contact_matches(c, row));
         RoaringBitmap::from_sorted_iter(matching).expect("a bitmap iterates in ascending order")
+    }
+
+    fn contact_matches(&self, c: &Condition, row: u32) -> bool {
+        self.rows.get(row as usize).and_then(Option::as_ref).is_some_and(|contact| c.matches(contact, self.at))
     }
 }
 

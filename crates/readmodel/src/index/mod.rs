@@ -8,12 +8,14 @@
 //! - Text fields (built-in and each custom field): a [`TextIndex`], lowercase
 //!   value → rows, plus the rows with a value. `=`, `!=`, `in`, `not_in`,
 //!   `is_empty` are lookups; `contains`, `starts_with`, `ends_with` test each
-//!   distinct value once, or the candidate rows when there are fewer of those
-//!   (unique fields such as email). The email entries double as the
-//!   email → row lookup of `OrgView`.
-//! - Integer, decimal and date-time fields: a [`BitSliced`] index; every
-//!   comparison, range and relative date is at most 64 steps of bitmap
-//!   operations over the rows still in play.
+//!   distinct value once; a field with very many distinct values (email)
+//!   also keeps its values by row in one buffer, and patterns read the
+//!   candidate rows there. The email entries double as the email → row
+//!   lookup of `OrgView`.
+//! - Integer, decimal and date-time fields: an [`OrderedIndex`], a
+//!   bit-sliced index (every comparison, range and relative date is at most
+//!   64 steps of bitmap operations over the rows still in play) plus each
+//!   row's value in an array, read instead when the candidates are few.
 //!
 //! Evaluation (`eval.rs`) passes the candidate rows down the tree: an `all`
 //! group runs its cheapest, most selective children first and narrows the
@@ -30,7 +32,9 @@
 //! loaded from sled; it is never stored.
 
 mod bitsliced;
+mod column;
 mod eval;
+mod ordered;
 mod rows;
 #[cfg(test)]
 mod tests;
@@ -38,53 +42,71 @@ mod text;
 
 pub(crate) use eval::Evaluator;
 
-use bitsliced::BitSliced;
+use ordered::OrderedIndex;
 use roaring::RoaringBitmap;
 use segmentd_domain::Contact;
 use segmentd_domain::contact::{Field, FieldKind, FieldValue};
 use std::collections::HashMap;
+use std::sync::Arc;
 use text::TextIndex;
 
 pub(crate) struct ContactIndex {
+    /// How many distinct values a text field has before it keeps a column.
+    column_after: usize,
     live: RoaringBitmap,
     /// The built-in text fields, in `Field::BUILTIN` order.
     text: Vec<(Field, TextIndex)>,
     /// By custom field name; a field no contact ever had is absent (all empty).
     custom: HashMap<String, TextIndex>,
     /// The built-in integer, decimal and date-time fields.
-    ordered: Vec<(Field, BitSliced)>,
+    ordered: Vec<(Field, OrderedIndex)>,
 }
 
 impl Default for ContactIndex {
     fn default() -> Self {
-        let builtin = || Field::BUILTIN.iter().cloned();
-        ContactIndex {
-            live: RoaringBitmap::new(),
-            text: builtin().filter(|f| f.kind() == FieldKind::Text).map(|f| (f, TextIndex::default())).collect(),
-            custom: HashMap::new(),
-            ordered: builtin().filter(|f| f.kind() != FieldKind::Text).map(|f| (f, BitSliced::default())).collect(),
-        }
-    }
-}
-
-fn text_value<'c>(c: &'c Contact, field: &Field) -> &'c str {
-    match c.value(field) {
-        FieldValue::Text(t) => t,
-        _ => unreachable!("{field} is a text field"),
-    }
-}
-
-/// The value of an integer, decimal or date-time field as the `i64` it is.
-fn ordered_value(v: FieldValue<'_>) -> Option<i64> {
-    match v {
-        FieldValue::Integer(v) => v,
-        FieldValue::Decimal(v) => v.map(|d| d.0),
-        FieldValue::Time(v) => v.map(|t| t.0),
-        FieldValue::Text(_) => None,
+        ContactIndex::with_column_after(text::MANY_VALUES)
     }
 }
 
 impl ContactIndex {
+    /// Tests use a small `distinct` so that a handful of contacts exercise
+    /// the text columns.
+    pub(crate) fn with_column_after(distinct: usize) -> Self {
+        let builtin = || Field::BUILTIN.iter().cloned();
+        let text = || TextIndex::with_column_after(distinct);
+        ContactIndex {
+            column_after: distinct,
+            live: RoaringBitmap::new(),
+            text: builtin().filter(|f| f.kind() == FieldKind::Text).map(|f| (f, text())).collect(),
+            custom: HashMap::new(),
+            ordered: builtin().filter(|f| f.kind() != FieldKind::Text).map(|f| (f, OrderedIndex::default())).collect(),
+        }
+    }
+
+    /// The index of `rows` (contacts by row number), built at once: what
+    /// loading from sled does.
+    pub(crate) fn build(rows: &[Option<Arc<Contact>>]) -> Self {
+        let mut index = ContactIndex::default();
+        let live = || rows.iter().enumerate().filter_map(|(row, c)| Some((row as u32, c.as_deref()?)));
+        index.live = RoaringBitmap::from_sorted_iter(live().map(|(row, _)| row)).expect("rows ascend");
+        // Numbers are gathered one field at a time (a field's values are
+        // read once per bit) so that only one field's worth is held at once.
+        for (field, ordered) in &mut index.ordered {
+            let values: Vec<(u32, i64)> =
+                live().filter_map(|(row, c)| Some((row, ordered_value(c.value(field))?))).collect();
+            *ordered = OrderedIndex::build(&values);
+        }
+        for (row, c) in live() {
+            for (field, text) in &mut index.text {
+                text.insert(row, text_value(c, field));
+            }
+            for (name, value) in &c.custom {
+                index.custom_mut(name).insert(row, value);
+            }
+        }
+        index
+    }
+
     /// Every row holding a contact.
     pub(crate) fn live(&self) -> &RoaringBitmap {
         &self.live
@@ -98,7 +120,7 @@ impl ContactIndex {
         }
     }
 
-    fn ordered(&self, field: &Field) -> Option<&BitSliced> {
+    fn ordered(&self, field: &Field) -> Option<&OrderedIndex> {
         self.ordered.iter().find(|(f, _)| f == field).map(|(_, b)| b)
     }
 
@@ -171,7 +193,7 @@ impl ContactIndex {
     fn custom_mut(&mut self, name: &str) -> &mut TextIndex {
         // Look up before inserting, so the common case allocates no key.
         if !self.custom.contains_key(name) {
-            self.custom.insert(name.to_owned(), TextIndex::default());
+            self.custom.insert(name.to_owned(), TextIndex::with_column_after(self.column_after));
         }
         self.custom.get_mut(name).expect("inserted above")
     }
@@ -183,5 +205,22 @@ impl ContactIndex {
             + self.text.iter().map(|(_, t)| t.approx_bytes()).sum::<usize>()
             + self.custom.values().map(TextIndex::approx_bytes).sum::<usize>()
             + self.ordered.iter().map(|(_, b)| b.approx_bytes()).sum::<usize>()
+    }
+}
+
+fn text_value<'c>(c: &'c Contact, field: &Field) -> &'c str {
+    match c.value(field) {
+        FieldValue::Text(t) => t,
+        _ => unreachable!("{field} is a text field"),
+    }
+}
+
+/// The value of an integer, decimal or date-time field as the `i64` it is.
+fn ordered_value(v: FieldValue<'_>) -> Option<i64> {
+    match v {
+        FieldValue::Integer(v) => v,
+        FieldValue::Decimal(v) => v.map(|d| d.0),
+        FieldValue::Time(v) => v.map(|t| t.0),
+        FieldValue::Text(_) => None,
     }
 }

@@ -3,6 +3,7 @@
 //! picks out one contact at a time.
 
 use super::{ContactIndex, Evaluator};
+use proptest::prelude::*;
 use roaring::RoaringBitmap;
 use segmentd_domain::Contact;
 use segmentd_domain::contact::{Email, Field};
@@ -32,7 +33,10 @@ struct Given {
 }
 
 fn given(contacts: Vec<Contact>) -> Given {
-    let mut index = ContactIndex::default();
+    given_with(ContactIndex::default(), contacts)
+}
+
+fn given_with(mut index: ContactIndex, contacts: Vec<Contact>) -> Given {
     let rows: Vec<_> = contacts.into_iter().map(|c| Some(Arc::new(c))).collect();
     for (row, c) in rows.iter().enumerate() {
         index.insert(row as u32, c.as_ref().unwrap());
@@ -278,4 +282,65 @@ fn given_a_contact_changed_and_removed_when_queried_then_the_index_follows() {
     assert_eq!(g.query(r#"city != "x""#), ["muc", "nowhere", "ist", "kelvin", "sigma"]);
     assert_eq!(g.index.rows_with_email("CAPS@x.com").count(), 0);
     assert_eq!(g.index.rows_with_email("MUC@X.COM").collect::<Vec<_>>(), [0]);
+}
+
+const TEXTS: &[&str] = &["", "a", "Ab", "München", "MÜNCHEN", "İstanbul", "ΣΑΣ", "\u{212A}iel", "kiel", "x y"];
+const PATTERNS: &[&str] = &["", "a", "B", "ün", "CHEN", "i", "\u{307}", "σ", "k", "y", "zz"];
+
+fn text_condition() -> impl Strategy<Value = Criteria> {
+    let field = prop::sample::select(vec![Field::City, Field::Email, Field::Custom("plan".into())]);
+    let pattern = || prop::sample::select(PATTERNS).prop_map(str::to_owned);
+    let value = || prop::sample::select(TEXTS).prop_map(|t| Value::Text(t.to_owned()));
+    let op = prop_oneof![
+        pattern().prop_map(Operator::Contains),
+        pattern().prop_map(Operator::NotContains),
+        pattern().prop_map(Operator::StartsWith),
+        pattern().prop_map(Operator::EndsWith),
+        value().prop_map(Operator::Eq),
+        value().prop_map(Operator::Ne),
+    ];
+    (field, op).prop_map(|(field, op)| Criteria::Condition(Condition::new(field, op).unwrap()))
+}
+
+proptest! {
+    /// Columns are built after a few distinct values here (a million in
+    /// production), so that patterns read them, across replaced and removed
+    /// rows and values too long to keep.
+    #[test]
+    fn given_fields_with_columns_when_patterns_apply_then_the_answer_is_the_evaluators(
+        cells in prop::collection::vec((prop::sample::select(TEXTS), prop::sample::select(TEXTS)), 1..12),
+        changes in prop::collection::vec((0usize..12, prop::sample::select(TEXTS), any::<bool>()), 0..12),
+        column_after in 0usize..4,
+        queries in prop::collection::vec(
+            text_condition().prop_recursive(2, 8, 3, |inner| prop_oneof![
+                prop::collection::vec(inner.clone(), 1..3).prop_map(Criteria::All),
+                prop::collection::vec(inner.clone(), 1..3).prop_map(Criteria::Any),
+                inner.prop_map(|c| Criteria::Not(Box::new(c))),
+            ]),
+            1..6,
+        ),
+    ) {
+        let make = |i: usize, city: &str, plan: &str| {
+            contact(&format!("N{i}"), |c| {
+                c.city = city.to_owned();
+                c.custom.insert("plan".into(), plan.to_owned());
+            })
+        };
+        let contacts = cells.iter().enumerate().map(|(i, (city, plan))| make(i, city, plan)).collect();
+        let mut g = given_with(ContactIndex::with_column_after(column_after), contacts);
+        for (row, city, remove) in changes {
+            let Some(Some(old)) = g.rows.get(row).cloned() else { continue };
+            if remove {
+                g.index.remove(row as u32, &old);
+                g.rows[row] = None;
+            } else {
+                let new = Arc::new(make(row, city, city));
+                g.index.replace(row as u32, &old, &new);
+                g.rows[row] = Some(new);
+            }
+        }
+        for q in &queries {
+            g.select(q);
+        }
+    }
 }

@@ -7,44 +7,92 @@
 //! so on; the domain's own tests pin that), so testing each distinct value
 //! once and uniting the rows of those that pass is exact. That costs one
 //! string test per distinct value: cheap for country or last name, as much
-//! as a row scan for a unique field like email, where the evaluator scans
-//! the candidate rows instead when there are fewer of them.
+//! as a row scan for a unique field like email. So once a field has more
+//! than [`MANY_VALUES`] distinct values it also keeps a [`Column`], and
+//! patterns read the candidate rows' values from it instead.
 
+use super::column::Column;
 use super::rows::{Rows, Union};
 use roaring::RoaringBitmap;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-#[derive(Default)]
+/// Distinct values beyond which a field keeps a [`Column`].
+pub(crate) const MANY_VALUES: usize = 1 << 16;
+
 pub(crate) struct TextIndex {
     values: HashMap<Box<str>, Rows>,
     present: RoaringBitmap,
+    /// Built once there are more than `column_after` distinct values, then
+    /// kept (a field that had that many will likely have them again).
+    column: Option<Column>,
+    column_after: usize,
+    /// Reused for lowercasing while maintaining, so that looking up a value
+    /// that is already there allocates nothing.
+    scratch: String,
+}
+
+impl Default for TextIndex {
+    fn default() -> Self {
+        TextIndex::with_column_after(MANY_VALUES)
+    }
 }
 
 impl TextIndex {
+    pub(crate) fn with_column_after(distinct: usize) -> Self {
+        TextIndex {
+            values: HashMap::new(),
+            present: RoaringBitmap::new(),
+            column: None,
+            column_after: distinct,
+            scratch: String::new(),
+        }
+    }
+
     pub(crate) fn insert(&mut self, row: u32, value: &str) {
         if value.is_empty() {
             return;
         }
-        let key = lower(value);
-        match self.values.get_mut(&*key) {
+        let key = lower_in(value, &mut self.scratch);
+        if let Some(column) = &mut self.column {
+            column.set(row, key);
+        }
+        match self.values.get_mut(key) {
             Some(rows) => rows.insert(row),
             None => {
-                self.values.insert(key.into_owned().into_boxed_str(), Rows::One(row));
+                self.values.insert(key.into(), Rows::One(row));
+                if self.column.is_none() && self.values.len() > self.column_after {
+                    self.column = Some(self.build_column());
+                }
             }
         }
         self.present.insert(row);
+    }
+
+    /// The column of the values held now, laid out in row order.
+    fn build_column(&self) -> Column {
+        let mut cells: Vec<(u32, &str)> =
+            self.values.iter().flat_map(|(value, rows)| rows.iter().map(move |row| (row, &**value))).collect();
+        cells.sort_unstable_by_key(|(row, _)| *row);
+        let mut column = Column::default();
+        for (row, value) in cells {
+            column.set(row, value);
+        }
+        column
     }
 
     pub(crate) fn remove(&mut self, row: u32, value: &str) {
         if value.is_empty() {
             return;
         }
-        let key = lower(value);
-        if let Some(rows) = self.values.get_mut(&*key)
+        let key = lower_in(value, &mut self.scratch);
+        if let Some(column) = &mut self.column {
+            column.clear(row);
+        }
+        if let Some(rows) = self.values.get_mut(key)
             && !rows.remove(row)
         {
-            self.values.remove(&*key);
+            self.values.remove(key);
         }
         self.present.remove(row);
     }
@@ -52,6 +100,11 @@ impl TextIndex {
     /// Rows with a non-empty value.
     pub(crate) fn present(&self) -> &RoaringBitmap {
         &self.present
+    }
+
+    /// The values by row, once the field has many distinct values.
+    pub(crate) fn column(&self) -> Option<&Column> {
+        self.column.as_ref()
     }
 
     /// How many distinct (lowercased) values there are: the cost of a
@@ -102,7 +155,7 @@ impl TextIndex {
                     }
             })
             .sum();
-        entries + heap + self.present.serialized_size()
+        entries + heap + self.present.serialized_size() + self.column.as_ref().map_or(0, Column::approx_bytes)
     }
 }
 
@@ -117,6 +170,16 @@ pub(crate) fn lower(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// [`lower`] into `buf`, or `s` itself when it is lowercase ASCII already.
+fn lower_in<'a>(s: &'a str, buf: &'a mut String) -> &'a str {
+    if s.is_ascii() && !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return s;
+    }
+    buf.clear();
+    buf.extend(s.chars().flat_map(char::to_lowercase));
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +191,10 @@ mod tests {
         assert_eq!(lower("İ"), "i\u{307}");
         assert_eq!(lower("\u{212A}"), "k", "the Kelvin sign is a capital K");
         assert!(matches!(lower("plain"), Cow::Borrowed(_)));
+        let mut buf = String::new();
+        for s in ["MÜNCHEN", "ΣΑΣ", "İ", "\u{212A}", "plain", "Mixed"] {
+            assert_eq!(lower_in(s, &mut buf), lower(s));
+        }
     }
 
     #[test]
