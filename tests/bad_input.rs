@@ -121,7 +121,12 @@ async fn bad_criteria_names_and_batches_are_refused_and_append_nothing() {
     // Unknown segment.
     let status = s
         .queries
-        .count_members(pb::CountMembersRequest { segment: by_name("nope"), min_sequence: 0, at: String::new() })
+        .count_members(pb::CountMembersRequest {
+            segment: by_name("nope"),
+            min_sequence: 0,
+            at: String::new(),
+            ..Default::default()
+        })
         .await
         .expect_err("unknown segment");
     assert_eq!(status.code(), Code::NotFound);

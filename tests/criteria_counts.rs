@@ -116,6 +116,7 @@ async fn counts_of_the_twelve_standard_criteria_match_a_plain_evaluator() {
                 segment: by_name(name),
                 min_sequence: created.sequence.max(seq),
                 at: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap()

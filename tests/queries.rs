@@ -33,7 +33,12 @@ async fn create(s: &mut TestServer, name: &str, criteria: &str) -> pb::SegmentRe
 
 async fn count(s: &mut TestServer, name: &str, min_sequence: u64) -> u64 {
     s.queries
-        .count_members(pb::CountMembersRequest { segment: by_name(name), min_sequence, at: String::new() })
+        .count_members(pb::CountMembersRequest {
+            segment: by_name(name),
+            min_sequence,
+            at: String::new(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -52,6 +57,7 @@ async fn all_members(s: &mut TestServer, name: &str, page_size: u32, min_sequenc
                 page_token: token.clone(),
                 min_sequence,
                 at: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -174,6 +180,7 @@ async fn member_pages_cover_every_member_once_in_a_stable_order() {
             page_token: "garbage".into(),
             min_sequence: 0,
             at: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -211,7 +218,11 @@ async fn segments_are_renamed_redefined_and_deleted_with_versions() {
     assert_eq!(count(&mut s, "dach-fr", updated.sequence).await, 2);
     let gone = s
         .queries
-        .get_segment(pb::GetSegmentRequest { segment: by_name("germany"), min_sequence: updated.sequence })
+        .get_segment(pb::GetSegmentRequest {
+            segment: by_name("germany"),
+            min_sequence: updated.sequence,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
@@ -334,7 +345,12 @@ async fn no_query_sees_another_organisations_data() {
     let acme_count = q
         .count_members(with_key(
             ACME,
-            pb::CountMembersRequest { segment: by_name("de"), min_sequence: seq, at: String::new() },
+            pb::CountMembersRequest {
+                segment: by_name("de"),
+                min_sequence: seq,
+                at: String::new(),
+                ..Default::default()
+            },
         ))
         .await
         .unwrap()
@@ -350,7 +366,12 @@ async fn no_query_sees_another_organisations_data() {
     let e = q
         .count_members(with_key(
             GLOBEX,
-            pb::CountMembersRequest { segment: by_name("de"), min_sequence: seq, at: String::new() },
+            pb::CountMembersRequest {
+                segment: by_name("de"),
+                min_sequence: seq,
+                at: String::new(),
+                ..Default::default()
+            },
         ))
         .await
         .unwrap_err();

@@ -48,7 +48,7 @@ pub async fn start_config(config: ServeConfig) -> TestServer {
 
 impl TestServer {
     pub async fn last_seq(&self) -> u64 {
-        self.served.log.last_seq().await.expect("log readable")
+        self.served.log.as_ref().expect("the server has a log").last_seq().await.expect("log readable")
     }
 }
 

@@ -4,7 +4,9 @@
 //! Every batch of events goes to sled in one atomic batch together with the
 //! last sequence it contains, so after a crash the model resumes exactly
 //! where its durable state ends: no event applied twice, none skipped. The
-//! model can be deleted at any time and rebuilt from the log.
+//! model can be deleted at any time and rebuilt from the log, up to its end
+//! or up to any earlier point (`project_until`): past states for time-travel
+//! queries (`past`) are rebuilt that way, in memory.
 //!
 //! **Must not depend on** tonic or prost (queries are answered in domain
 //! types; the API crate converts), nor on a particular log backend: the
@@ -12,8 +14,10 @@
 
 mod index;
 mod model;
+mod past;
 mod projector;
 mod store;
 
 pub use model::{Members, OrgView, ReadModel, ReadModelError, SegmentLookup};
-pub use projector::{ProjectorError, run_projector};
+pub use past::{PastModels, PastState, PastView};
+pub use projector::{ProjectorError, Reached, Until, project_until, run_projector};

@@ -149,11 +149,35 @@ struct State {
 }
 
 pub struct ReadModel {
+    /// `None` for a model that lives in memory only (a past state built for
+    /// a time-travel query): nothing to persist, nothing to encode.
+    store: Option<Store>,
+    state: RwLock<State>,
+    applied: watch::Sender<Seq>,
+}
+
+struct Store {
     tree: sled::Tree,
     // Kept so the database outlives the tree handle and can be flushed.
     db: sled::Db,
-    state: RwLock<State>,
-    applied: watch::Sender<Seq>,
+}
+
+/// Where an applied event's durable changes go: a sled batch, or nowhere
+/// for a model in memory. Keys and values are built only when they are kept.
+struct Writes(Option<sled::Batch>);
+
+impl Writes {
+    fn insert(&mut self, key: impl FnOnce() -> Vec<u8>, value: impl FnOnce() -> Vec<u8>) {
+        if let Some(batch) = &mut self.0 {
+            batch.insert(key(), value());
+        }
+    }
+
+    fn remove(&mut self, key: impl FnOnce() -> Vec<u8>) {
+        if let Some(batch) = &mut self.0 {
+            batch.remove(key());
+        }
+    }
 }
 
 impl ReadModel {
@@ -172,7 +196,14 @@ impl ReadModel {
         let state = load(&tree)?;
         let (applied, _) = watch::channel(state.applied);
         tracing::info!(applied = state.applied, orgs = state.orgs.len(), "read model loaded");
-        Ok(ReadModel { tree, db, state: RwLock::new(state), applied })
+        Ok(ReadModel { store: Some(Store { tree, db }), state: RwLock::new(state), applied })
+    }
+
+    /// An empty model that is never written to disk, for states that are
+    /// rebuilt on demand and dropped (time travel).
+    pub fn in_memory() -> ReadModel {
+        let (applied, _) = watch::channel(0);
+        ReadModel { store: None, state: RwLock::new(State::default()), applied }
     }
 
     pub fn applied_seq(&self) -> Seq {
@@ -205,22 +236,24 @@ impl ReadModel {
     /// skipped, so re-delivery after a restart is harmless.
     pub fn apply(&self, events: &[Recorded]) -> Result<Seq, ReadModelError> {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let mut batch = sled::Batch::default();
+        let mut writes = Writes(self.store.as_ref().map(|_| sled::Batch::default()));
         let start = state.applied;
         let mut applied = start;
         for rec in events.iter().filter(|r| r.seq > start) {
             let env = &rec.envelope;
             let org = state.orgs.entry(env.aggregate.org.clone()).or_default();
-            apply_event(org, &env.aggregate.org, &env.event, env.time, &mut batch);
+            apply_event(org, &env.aggregate.org, &env.event, env.time, &mut writes);
             applied = rec.seq;
         }
         if applied == state.applied {
             return Ok(applied);
         }
-        batch.insert(store::KEY_APPLIED, &applied.to_be_bytes());
-        // If this fails the in-memory view is ahead of sled; the caller stops
-        // projecting and a restart reloads the durable state.
-        self.tree.apply_batch(batch)?;
+        if let (Some(durable), Some(mut batch)) = (&self.store, writes.0) {
+            batch.insert(store::KEY_APPLIED, &applied.to_be_bytes());
+            // If this fails the in-memory view is ahead of sled; the caller
+            // stops projecting and a restart reloads the durable state.
+            durable.tree.apply_batch(batch)?;
+        }
         state.applied = applied;
         drop(state);
         self.applied.send_replace(applied);
@@ -229,26 +262,29 @@ impl ReadModel {
 
     /// Forces buffered writes to disk (sled otherwise flushes every 500 ms).
     pub async fn flush(&self) -> Result<(), ReadModelError> {
-        self.db.flush_async().await?;
+        if let Some(durable) = &self.store {
+            durable.db.flush_async().await?;
+        }
         Ok(())
     }
 }
 
-fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, batch: &mut sled::Batch) {
+fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, writes: &mut Writes) {
     match event {
-        Event::ContactCreated(e) => put_contact(org, org_id, &e.contact, batch),
-        Event::ContactUpdated(e) => put_contact(org, org_id, &e.contact, batch),
+        Event::ContactCreated(e) => put_contact(org, org_id, &e.contact, writes),
+        Event::ContactUpdated(e) => put_contact(org, org_id, &e.contact, writes),
         Event::ContactDeleted(e) => {
             if let Some(row) = org.row_of(&e.email) {
                 if let Some(old) = org.rows[row as usize].take() {
                     org.index.remove(row, &old);
                 }
-                batch.remove(store::contact_key(org_id, row));
+                writes.remove(|| store::contact_key(org_id, row));
             }
         }
         Event::SegmentCreated(_) | Event::SegmentUpdated(_) | Event::SegmentDeleted(_) => {
             org.catalog.apply(event, time);
-            batch.insert(store::last_segment_id_key(org_id), &org.catalog.last_id.to_be_bytes());
+            let last_id = org.catalog.last_id;
+            writes.insert(|| store::last_segment_id_key(org_id), || last_id.to_be_bytes().to_vec());
             let id = match event {
                 Event::SegmentCreated(e) => e.segment_id,
                 Event::SegmentUpdated(e) => e.segment_id,
@@ -257,11 +293,11 @@ fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, 
             };
             match org.catalog.segments.get(&id) {
                 Some(def) => {
-                    batch.insert(store::segment_key(org_id, id), store::encode_segment(def));
+                    writes.insert(|| store::segment_key(org_id, id), || store::encode_segment(def));
                     cache_criteria(org, id);
                 }
                 None => {
-                    batch.remove(store::segment_key(org_id, id));
+                    writes.remove(|| store::segment_key(org_id, id));
                     org.criteria.remove(&id);
                 }
             }
@@ -269,17 +305,17 @@ fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, 
     }
 }
 
-fn put_contact(org: &mut OrgView, org_id: &str, contact: &Contact, batch: &mut sled::Batch) {
+fn put_contact(org: &mut OrgView, org_id: &str, contact: &Contact, writes: &mut Writes) {
     let row = match org.row_of(&contact.email) {
         Some(row) => row,
         None => {
             let row = org.rows.len() as u32;
             org.rows.push(None);
-            batch.insert(store::next_row_key(org_id), &(row + 1).to_be_bytes());
+            writes.insert(|| store::next_row_key(org_id), || (row + 1).to_be_bytes().to_vec());
             row
         }
     };
-    batch.insert(store::contact_key(org_id, row), store::encode_contact(contact));
+    writes.insert(|| store::contact_key(org_id, row), || store::encode_contact(contact));
     let new = Arc::new(contact.clone());
     match org.rows[row as usize].replace(Arc::clone(&new)) {
         Some(old) => org.index.replace(row, &old, &new),
@@ -380,7 +416,7 @@ mod tests {
     /// Forty contacts with ages 0..40; every fifth deleted.
     fn view() -> OrgView {
         let mut view = OrgView::default();
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes(Some(sled::Batch::default()));
         let now = Timestamp(0);
         for i in 0..40 {
             let mut c = Contact::new(Email::parse(&format!("c{i}@x.com")).unwrap(), now);

@@ -1,8 +1,10 @@
 //! The projector: follows the log from the read model's applied sequence and
-//! applies events in order, in batches.
+//! applies events in order, in batches; or replays it up to a point
+//! ([`project_until`]) for rebuilt and past states.
 
 use crate::model::{ReadModel, ReadModelError};
-use segmentd_log::{EventLog, LogError};
+use segmentd_domain::time::Timestamp;
+use segmentd_log::{EventLog, LogError, Seq};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -19,6 +21,10 @@ pub enum ProjectorError {
     Log(#[from] LogError),
     #[error(transparent)]
     ReadModel(#[from] ReadModelError),
+    #[error("sequence {wanted} is beyond the log's last sequence {last}")]
+    BeyondLog { wanted: Seq, last: Seq },
+    #[error("a replay up to a point needs an empty read model; this one is at sequence {applied}")]
+    NotEmpty { applied: Seq },
 }
 
 /// Applies the log to `model` until `shutdown` turns true. Returns an error
@@ -73,5 +79,76 @@ pub async fn run_projector(
         }
         let applied = model.apply(&events)?;
         tracing::debug!(applied, events = events.len(), "projected");
+    }
+}
+
+/// How far a replay of the log goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Up to and including this sequence, which the log must already hold.
+    Sequence(Seq),
+    /// The longest prefix of the log whose events were all recorded at or
+    /// before this instant: the first event recorded later ends it, even if
+    /// events after that one carry earlier times (writers' clocks need not
+    /// follow log order, and a state must be a prefix of the log).
+    Time(Timestamp),
+}
+
+/// Where a replay up to a point stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reached {
+    /// The last sequence applied; 0 when the point is before the first event.
+    pub seq: Seq,
+    /// When the event at `seq` was recorded.
+    pub seq_time: Option<Timestamp>,
+    /// The latest recording time among the applied events.
+    pub latest_time: Option<Timestamp>,
+    /// When the event after `seq` was recorded, if the log held one.
+    pub next_time: Option<Timestamp>,
+}
+
+/// Events read and applied at once by a replay up to a point; larger than
+/// the follower's batch because nothing waits on a replay's progress.
+const REPLAY_BATCH: usize = 8192;
+
+/// Replays the log from its first event into `model`, which must be empty,
+/// up to `until`. A sequence beyond the log's last one is refused
+/// ([`ProjectorError::BeyondLog`]) rather than waited for.
+#[tracing::instrument(skip(log, model), err)]
+pub async fn project_until(log: &dyn EventLog, model: &ReadModel, until: Until) -> Result<Reached, ProjectorError> {
+    if model.applied_seq() != 0 {
+        return Err(ProjectorError::NotEmpty { applied: model.applied_seq() });
+    }
+    if let Until::Sequence(wanted) = until {
+        let last = log.last_seq().await?;
+        if wanted > last {
+            return Err(ProjectorError::BeyondLog { wanted, last });
+        }
+    }
+    let mut reached = Reached { seq: 0, seq_time: None, latest_time: None, next_time: None };
+    loop {
+        let events = log.read(reached.seq + 1, REPLAY_BATCH).await?;
+        if events.is_empty() {
+            return Ok(reached);
+        }
+        let keep = events
+            .iter()
+            .position(|rec| match until {
+                Until::Sequence(last) => rec.seq > last,
+                Until::Time(t) => rec.envelope.time > t,
+            })
+            .unwrap_or(events.len());
+        let (applied, rest) = events.split_at(keep);
+        if let Some(last) = applied.last() {
+            model.apply(applied)?;
+            reached.seq = last.seq;
+            reached.seq_time = Some(last.envelope.time);
+            let latest = applied.iter().map(|r| r.envelope.time).max();
+            reached.latest_time = reached.latest_time.max(latest);
+        }
+        if let Some(next) = rest.first() {
+            reached.next_time = Some(next.envelope.time);
+            return Ok(reached);
+        }
     }
 }

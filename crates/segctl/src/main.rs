@@ -151,6 +151,8 @@ enum SegmentsCommand {
         /// Wait until the server has applied this log sequence.
         #[arg(long, default_value_t = 0, value_name = "N")]
         min_sequence: u64,
+        #[command(flatten)]
+        past: PastOption,
     },
     /// Count a segment's members; text output is just the number.
     Count {
@@ -158,6 +160,8 @@ enum SegmentsCommand {
         segment: String,
         #[command(flatten)]
         read: ReadOptions,
+        #[command(flatten)]
+        past: PastOption,
     },
     /// Every event of one segment, oldest first: who changed it, when, from
     /// what to what. A name finds the segment that has it now, else the one
@@ -181,7 +185,31 @@ enum SegmentsCommand {
         fields: Vec<String>,
         #[command(flatten)]
         read: ReadOptions,
+        #[command(flatten)]
+        past: PastOption,
     },
+}
+
+/// Time travel: answer from the state at a point of the log's history.
+#[derive(clap::Args, Debug)]
+struct PastOption {
+    /// A log sequence (e.g. 1200) or an RFC 3339 instant; relative dates are
+    /// then measured from that point unless --at is given.
+    #[arg(long, value_name = "SEQ|RFC3339")]
+    as_of: Option<String>,
+}
+
+impl PastOption {
+    /// Digits are a sequence; anything else is sent as a time for the
+    /// server to parse (and refuse, naming the field).
+    fn as_of(&self) -> Option<pb::AsOf> {
+        let raw = self.as_of.as_deref()?.trim();
+        let point = match raw.parse::<u64>() {
+            Ok(seq) => pb::as_of::Point::Sequence(seq),
+            Err(_) => pb::as_of::Point::Time(raw.to_owned()),
+        };
+        Some(pb::AsOf { point: Some(point) })
+    }
 }
 
 /// Writes to stdout; a closed pipe (`segctl … | head`) surfaces as an
@@ -318,22 +346,26 @@ async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::R
                 }))?,
             }
         }
-        SegmentsCommand::Get { segment, min_sequence } => {
-            let (found, _) =
-                with_segment(&segment, |r| api.get_segment(pb::GetSegmentRequest { segment: Some(r), min_sequence }))
-                    .await?;
+        SegmentsCommand::Get { segment, min_sequence, past } => {
+            let as_of = past.as_of();
+            let (found, _) = with_segment(&segment, |r| {
+                api.get_segment(pb::GetSegmentRequest { segment: Some(r), min_sequence, as_of: as_of.clone() })
+            })
+            .await?;
             match out {
                 Output::Text => emit(&segment_text(&found, None))?,
                 Output::Json => emit_json(&segment_json(&found))?,
             }
         }
-        SegmentsCommand::Count { segment, read } => {
+        SegmentsCommand::Count { segment, read, past } => {
             let at = read.at.unwrap_or_default();
+            let as_of = past.as_of();
             let (reply, _) = with_segment(&segment, |r| {
                 api.count_members(pb::CountMembersRequest {
                     segment: Some(r),
                     min_sequence: read.min_sequence,
                     at: at.clone(),
+                    as_of: as_of.clone(),
                 })
             })
             .await?;
@@ -349,8 +381,9 @@ async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::R
                 with_segment(&segment, |r| api.segment_history(pb::SegmentHistoryRequest { segment: Some(r) })).await?;
             print_history(out, &reply)?;
         }
-        SegmentsCommand::Members { segment, limit, page_size, fields, read } => {
-            members(api, out, &segment, limit, page_size.unwrap_or(default_page_size(limit)), &fields, read).await?;
+        SegmentsCommand::Members { segment, limit, page_size, fields, read, past } => {
+            let page_size = page_size.unwrap_or(default_page_size(limit));
+            members(api, out, &segment, (limit, page_size), &fields, read, past.as_of()).await?;
         }
     }
     Ok(())
@@ -382,10 +415,10 @@ async fn members(
     api: &Api,
     out: Output,
     segment: &str,
-    limit: u64,
-    page_size: u32,
+    (limit, page_size): (u64, u32),
     fields: &[String],
     read: ReadOptions,
+    as_of: Option<pb::AsOf>,
 ) -> anyhow::Result<()> {
     let at = read.at.unwrap_or_default();
     let chosen = columns(fields);
@@ -397,6 +430,7 @@ async fn members(
             page_token,
             min_sequence,
             at: at.clone(),
+            as_of: as_of.clone(),
         };
     let (mut reply, by) =
         with_segment(segment, |r| api.list_members(request(r, String::new(), read.min_sequence, 0))).await?;

@@ -27,7 +27,7 @@ async fn events_on_the_demo_data_print_one_json_object_per_line() {
     config.demo = true;
     let served = segmentd_server::serve(config).await.unwrap();
     let server = format!("http://{}", served.addr);
-    let last_seq = served.log.last_seq().await.unwrap();
+    let last_seq = served.log.as_ref().unwrap().last_seq().await.unwrap();
     let demo_events = segmentd_server::demo::demo_contacts().unwrap().len() + segmentd_server::demo::SEGMENTS.len();
     assert_eq!(last_seq, demo_events as u64, "one event per demo contact and segment");
 

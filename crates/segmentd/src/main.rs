@@ -7,6 +7,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use segmentd_server::auth::ApiKeys;
+use segmentd_server::rebuild::Until;
 use segmentd_server::{LogBackend, NatsConfig, Roles, ServeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +46,32 @@ enum Command {
         common: CommonArgs,
         #[command(flatten)]
         nats: RequiredNatsArgs,
+    },
+    /// Builds the read models as they were at a point of the log into a new
+    /// data directory (then `serve-snapshot` serves them).
+    Rebuild {
+        /// A log sequence (e.g. 1200), or an RFC 3339 instant: the state
+        /// after the longest prefix of the log recorded at or before it.
+        #[arg(long, value_parser = segmentd_server::rebuild::parse_until)]
+        until: Until,
+        /// The directory to build into; it must not hold a read model yet.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The data directory whose embedded log to read (its server must be
+        /// stopped: the embedded log belongs to one process at a time).
+        #[arg(long, required_unless_present = "nats_url", conflicts_with = "nats_url")]
+        log_data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        /// Log as JSON lines instead of text.
+        #[arg(long, env = "SEGMENTD_LOG_JSON")]
+        log_json: bool,
+    },
+    /// Serves a read model as it is (e.g. one built by `rebuild`): the
+    /// Queries service only, without a log, a projector or `as_of`.
+    ServeSnapshot {
+        #[command(flatten)]
+        common: CommonArgs,
     },
 }
 
@@ -103,6 +130,10 @@ struct CommonArgs {
     /// Longest a query waits for the read model to reach its min_sequence, in milliseconds.
     #[arg(long, env = "SEGMENTD_QUERY_WAIT_MS", default_value_t = 10_000)]
     query_wait_ms: u64,
+    /// Past states (`as_of` queries) kept in memory; each is as large as the
+    /// read model was at that point.
+    #[arg(long, env = "SEGMENTD_AS_OF_CACHE", default_value_t = 2)]
+    as_of_cache: usize,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "SEGMENTD_LOG_JSON")]
     log_json: bool,
@@ -162,6 +193,35 @@ async fn main() -> anyhow::Result<()> {
             config.backend = LogBackend::Nats(Box::new(nats.options.config(nats.nats_url)));
             run(config, common.log_json).await
         }
+        Command::Rebuild { until, data_dir, log_data_dir, nats, log_json } => {
+            init_logging(log_json);
+            let (backend, log_dir) = match (nats.nats_url, log_data_dir) {
+                (Some(url), _) => (LogBackend::Nats(Box::new(nats.options.config(url))), PathBuf::new()),
+                (None, Some(dir)) => {
+                    // Opening would create an empty log: a mistyped path must
+                    // not look like a history with nothing in it.
+                    anyhow::ensure!(dir.join("log").is_dir(), "--log-data-dir {}: no event log in it", dir.display());
+                    (LogBackend::Embedded, dir)
+                }
+                (None, None) => anyhow::bail!("give --log-data-dir or --nats-url"),
+            };
+            let log = segmentd_server::serve::open_log(&backend, &log_dir).await?;
+            let started = std::time::Instant::now();
+            let reached = segmentd_server::rebuild::rebuild(&*log, &data_dir, until, 64 << 20).await?;
+            let when = reached.seq_time.map(|t| format!(" (recorded {t})")).unwrap_or_default();
+            println!(
+                "rebuilt up to sequence {}{when} into {} in {:.1?}",
+                reached.seq,
+                segmentd_server::serve::read_model_dir(&data_dir).display(),
+                started.elapsed()
+            );
+            Ok(())
+        }
+        Command::ServeSnapshot { common } => {
+            let mut config = common.config(Roles::QUERIES)?;
+            config.snapshot = true;
+            run(config, common.log_json).await
+        }
     }
 }
 
@@ -171,6 +231,7 @@ impl CommonArgs {
         config.roles = roles;
         config.api_keys = ApiKeys::parse(&self.api_keys).context("--api-key")?;
         config.query_wait = Duration::from_millis(self.query_wait_ms);
+        config.as_of_cache = self.as_of_cache;
         Ok(config)
     }
 }

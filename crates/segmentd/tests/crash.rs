@@ -64,6 +64,7 @@ async fn snapshot(channel: &Channel, min_sequence: u64) -> (Vec<pb::Segment>, Ve
                 page_token: token,
                 min_sequence,
                 at: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap()

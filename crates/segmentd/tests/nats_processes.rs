@@ -200,6 +200,7 @@ async fn members(
             page_token,
             min_sequence,
             at: String::new(),
+            ..Default::default()
         };
         let page = call(&format!("ListMembers on {}", node.name), queries.list_members(request)).await?;
         pages.push(page.contacts.iter().map(|c| c.email.clone()).collect());
@@ -342,7 +343,8 @@ struct Answers {
 
 async fn answers(node: &Node, segment: &str, emails: &[String], min_sequence: u64) -> Answers {
     let mut queries = node.queries();
-    let request = pb::CountMembersRequest { segment: by_name(segment), min_sequence, at: String::new() };
+    let request =
+        pb::CountMembersRequest { segment: by_name(segment), min_sequence, at: String::new(), ..Default::default() };
     let count = call(&format!("CountMembers on {}", node.name), queries.count_members(request))
         .await
         .unwrap_or_else(|e| panic!("{} counts {segment} at {min_sequence}: {e:?}", node.name))

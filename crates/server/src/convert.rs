@@ -7,7 +7,7 @@ use segmentd_domain::criteria::{Condition, Operator, Value};
 use segmentd_domain::segment::SegmentDef;
 use segmentd_domain::{Contact, Criteria, Decimal, Email, Field, Timestamp};
 use segmentd_proto::v1 as pb;
-use segmentd_readmodel::SegmentLookup;
+use segmentd_readmodel::{SegmentLookup, Until};
 
 /// A request field that could not be parsed; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -92,10 +92,31 @@ pub fn segment_ref<'a>(field: &str, r: Option<&'a pb::SegmentRef>) -> Result<Seg
 
 /// The clock relative conditions use: `at` when given, else now.
 pub fn clock(raw: &str) -> Result<Timestamp, BadRequest> {
+    Ok(pinned_clock(raw)?.unwrap_or_else(crate::write::now))
+}
+
+/// `at` when given; `None` leaves the choice of clock to the query.
+pub fn pinned_clock(raw: &str) -> Result<Option<Timestamp>, BadRequest> {
     if raw.is_empty() {
-        return Ok(crate::write::now());
+        return Ok(None);
     }
-    Timestamp::parse_rfc3339(raw).map_err(|e| bad(format!("at: {e}")))
+    Timestamp::parse_rfc3339(raw).map(Some).map_err(|e| bad(format!("at: {e}")))
+}
+
+/// The point a time-travel query asks for; `None` for the current state.
+pub fn as_of(field: &str, input: Option<&pb::AsOf>) -> Result<Option<Until>, BadRequest> {
+    let Some(input) = input else { return Ok(None) };
+    match &input.point {
+        None => Err(bad(format!("{field}: give a sequence or a time"))),
+        Some(pb::as_of::Point::Sequence(0)) => Err(bad(format!("{field}.sequence: sequences start at 1"))),
+        Some(pb::as_of::Point::Sequence(seq)) => Ok(Some(Until::Sequence(*seq))),
+        Some(pb::as_of::Point::Time(raw)) if raw.is_empty() => {
+            Err(bad(format!("{field}.time: give an RFC 3339 instant")))
+        }
+        Some(pb::as_of::Point::Time(raw)) => {
+            Timestamp::parse_rfc3339(raw).map(|t| Some(Until::Time(t))).map_err(|e| bad(format!("{field}.time: {e}")))
+        }
+    }
 }
 
 pub fn criteria(field: &str, input: Option<&pb::CriteriaInput>) -> Result<Criteria, BadRequest> {

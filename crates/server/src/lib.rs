@@ -8,6 +8,8 @@
 //!   segment and contact histories); [`event_json`]: its stable JSON form.
 //! - [`convert`]: proto ⇄ domain, once; [`status`]: errors → gRPC codes, once.
 //! - [`serve`]: assembles log, projector, read model and services.
+//! - [`rebuild`]: read models up to a point of the log, in a directory of
+//!   their own (the same replay answers `as_of` queries).
 //!
 //! **Must not** reach into a log backend's internals or sled directly: it
 //! talks to the `EventLog` port and the read model's query API.
@@ -18,6 +20,7 @@ pub mod demo;
 pub mod event_json;
 pub mod grpc;
 pub mod history;
+pub mod rebuild;
 pub mod serve;
 pub mod status;
 pub mod write;

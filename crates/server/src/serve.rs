@@ -10,7 +10,7 @@ use segmentd_log_nats::{NatsConfig, NatsLog};
 use segmentd_proto::v1::commands_server::CommandsServer;
 use segmentd_proto::v1::queries_server::QueriesServer;
 use segmentd_proto::v1::replay_server::ReplayServer;
-use segmentd_readmodel::{ReadModel, run_projector};
+use segmentd_readmodel::{PastModels, ReadModel, run_projector};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +57,11 @@ pub struct ServeConfig {
     pub query_wait: Duration,
     /// sled's page cache for the read model.
     pub cache_bytes: u64,
+    /// How many past states (`as_of`) a query node keeps in memory.
+    pub as_of_cache: usize,
+    /// Serve the read model under `data_dir` as it is (e.g. one built by
+    /// `rebuild`): Queries only, no log, no projector, no `as_of`.
+    pub snapshot: bool,
 }
 
 impl ServeConfig {
@@ -70,7 +75,14 @@ impl ServeConfig {
             demo: false,
             query_wait: Duration::from_secs(10),
             cache_bytes: 64 << 20,
+            as_of_cache: 2,
+            snapshot: false,
         }
+    }
+
+    /// Serves the read model under `data_dir` as it is: Queries only.
+    pub fn snapshot(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        ServeConfig { roles: Roles::QUERIES, snapshot: true, ..ServeConfig::new(listen, data_dir) }
     }
 }
 
@@ -84,6 +96,10 @@ pub enum ServeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("the demo needs the commands role")]
     DemoWithoutCommands,
+    #[error("a snapshot is served read-only: only the queries role, no demo")]
+    SnapshotWithCommands,
+    #[error("no read model in {0}: build one with `segmentd rebuild`")]
+    NoSnapshot(PathBuf),
     #[error("loading the demo data failed: {0}")]
     Demo(#[from] crate::demo::DemoError),
     #[error("the projector stopped: {0}")]
@@ -101,7 +117,8 @@ pub struct Served {
     pub addr: SocketAddr,
     /// The read model, on query nodes.
     pub model: Option<Arc<ReadModel>>,
-    pub log: Arc<dyn EventLog>,
+    /// The event log; absent when serving a snapshot.
+    pub log: Option<Arc<dyn EventLog>>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     projector: Option<JoinHandle<Result<(), segmentd_readmodel::ProjectorError>>>,
@@ -159,11 +176,11 @@ impl Served {
     }
 }
 
-/// Opens the configured log and starts serving the configured roles.
-pub async fn serve(config: ServeConfig) -> Result<Served, ServeError> {
-    let log: Arc<dyn EventLog> = match &config.backend {
+/// Opens the event log: the embedded one under `<data_dir>/log`, or NATS.
+pub async fn open_log(backend: &LogBackend, data_dir: &std::path::Path) -> Result<Arc<dyn EventLog>, ServeError> {
+    Ok(match backend {
         LogBackend::Embedded => {
-            let dir = config.data_dir.join("log");
+            let dir = data_dir.join("log");
             Arc::new(EmbeddedLog::open(&dir).map_err(|source| ServeError::Log { dir, source })?)
         }
         LogBackend::Nats(nats) => Arc::new(
@@ -171,24 +188,61 @@ pub async fn serve(config: ServeConfig) -> Result<Served, ServeError> {
                 .await
                 .map_err(|source| ServeError::Log { dir: PathBuf::from(&nats.url), source })?,
         ),
-    };
+    })
+}
+
+/// Where a data directory keeps its read model.
+pub fn read_model_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("readmodel")
+}
+
+/// Opens the configured log and starts serving the configured roles; with
+/// `snapshot`, serves the read model under the data directory alone.
+pub async fn serve(config: ServeConfig) -> Result<Served, ServeError> {
+    if config.snapshot {
+        return serve_parts(config, None).await;
+    }
+    let log = open_log(&config.backend, &config.data_dir).await?;
     serve_with_log(config, log).await
 }
 
 /// Starts serving on any log backend.
 pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Result<Served, ServeError> {
+    serve_parts(config, Some(log)).await
+}
+
+async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Result<Served, ServeError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let (model, projector) = if config.roles.queries {
-        let model_dir = config.data_dir.join("readmodel");
-        let model = ReadModel::open(&model_dir, config.cache_bytes)
-            .map_err(|source| ServeError::ReadModel { dir: model_dir.clone(), source })?;
-        let model = Arc::new(model);
-        let projector = tokio::spawn(run_projector(Arc::clone(&log), Arc::clone(&model), shutdown_rx.clone()));
-        (Some(model), Some(projector))
-    } else {
-        (None, None)
+    let model_dir = read_model_dir(&config.data_dir);
+    let open_model = || {
+        ReadModel::open(&model_dir, config.cache_bytes)
+            .map(Arc::new)
+            .map_err(|source| ServeError::ReadModel { dir: model_dir.clone(), source })
     };
-    let writer = config.roles.commands.then(|| Arc::new(Writer::new(Arc::clone(&log))));
+    let (model, projector, past) = match &log {
+        Some(log) if config.roles.queries => {
+            let model = open_model()?;
+            let projector = tokio::spawn(run_projector(Arc::clone(log), Arc::clone(&model), shutdown_rx.clone()));
+            let past = Arc::new(PastModels::new(Arc::clone(log), config.as_of_cache));
+            (Some(model), Some(projector), Some(past))
+        }
+        Some(_) => (None, None, None),
+        None => {
+            if config.roles != Roles::QUERIES || config.demo {
+                return Err(ServeError::SnapshotWithCommands);
+            }
+            // Opening would create an empty model: a typo in the path must
+            // not look like a snapshot of nothing.
+            if !model_dir.is_dir() {
+                return Err(ServeError::NoSnapshot(model_dir));
+            }
+            (Some(open_model()?), None, None)
+        }
+    };
+    let writer = match &log {
+        Some(log) if config.roles.commands => Some(Arc::new(Writer::new(Arc::clone(log)))),
+        _ => None,
+    };
 
     if config.api_keys.is_open() {
         tracing::warn!("no API keys configured: every request is accepted as organisation \"default\"");
@@ -216,8 +270,10 @@ pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Resu
     if model.is_some() {
         health_reporter.set_serving::<QueriesServer<QueriesService>>().await;
     }
-    // Every role has the log, so every node can replay it.
-    health_reporter.set_serving::<ReplayServer<ReplayService>>().await;
+    // Every role has the log, so every node can replay it (a snapshot has none).
+    if log.is_some() {
+        health_reporter.set_serving::<ReplayServer<ReplayService>>().await;
+    }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(segmentd_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
@@ -226,10 +282,15 @@ pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Resu
         .build_v1alpha()?;
 
     let commands = writer.map(|w| CommandsServer::new(CommandsService::new(w, config.api_keys.clone())));
-    let queries = model
-        .as_ref()
-        .map(|m| QueriesServer::new(QueriesService::new(Arc::clone(m), config.api_keys.clone(), config.query_wait)));
-    let replay = ReplayServer::new(ReplayService::new(Arc::clone(&log), config.api_keys.clone()));
+    let queries = model.as_ref().map(|m| {
+        let service = QueriesService::new(Arc::clone(m), config.api_keys.clone(), config.query_wait);
+        QueriesServer::new(match &past {
+            Some(past) => service.with_past(Arc::clone(past)),
+            None => service,
+        })
+    });
+    let replay =
+        log.as_ref().map(|log| ReplayServer::new(ReplayService::new(Arc::clone(log), config.api_keys.clone())));
     let mut stop = shutdown_rx.clone();
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -238,7 +299,7 @@ pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Resu
         .add_service(reflection_v1alpha)
         .add_optional_service(commands)
         .add_optional_service(queries)
-        .add_service(replay);
+        .add_optional_service(replay);
     // tonic's own tcp_nodelay only applies to listeners it binds itself.
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         if let Ok(stream) = &conn {

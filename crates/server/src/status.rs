@@ -5,8 +5,9 @@ use crate::convert::BadRequest;
 use crate::history::HistoryError;
 use crate::write::CommandError;
 use segmentd_domain::DomainError;
+use segmentd_domain::Timestamp;
 use segmentd_log::LogError;
-use segmentd_readmodel::ReadModelError;
+use segmentd_readmodel::{ProjectorError, ReadModelError};
 use tonic::Status;
 
 impl From<BadRequest> for Status {
@@ -43,6 +44,31 @@ pub fn read_model(e: ReadModelError) -> Status {
             Status::internal("the read model failed; see the server log")
         }
     }
+}
+
+/// Building a past state for `as_of` failed.
+pub fn past(e: ProjectorError) -> Status {
+    match e {
+        ProjectorError::BeyondLog { wanted, last } => Status::failed_precondition(format!(
+            "as_of.sequence: {wanted} is beyond the log's last sequence {last}; the past cannot be ahead of the log"
+        )),
+        ProjectorError::Log(l) => log(l),
+        ProjectorError::ReadModel(r) => read_model(r),
+        ProjectorError::NotEmpty { .. } => {
+            tracing::error!(error = %e, "past state built into a used model");
+            Status::internal("rebuilding the past state failed; see the server log")
+        }
+    }
+}
+
+/// `as_of.time` is later than the server's clock: the state then is not known yet.
+pub fn as_of_in_future(asked: Timestamp, now: Timestamp) -> Status {
+    Status::failed_precondition(format!("as_of.time: {asked} is in the future (the server's clock says {now})"))
+}
+
+/// A time-travel query on a node that has no log to replay.
+pub fn as_of_without_log() -> Status {
+    Status::failed_precondition("as_of: this node serves a rebuilt snapshot and has no log to replay")
 }
 
 fn domain(e: DomainError) -> Status {

@@ -6,5 +6,5 @@ mod queries;
 pub mod replay;
 
 pub use commands::CommandsService;
-pub use queries::QueriesService;
+pub use queries::{AS_OF_SEQUENCE_HEADER, QueriesService};
 pub use replay::ReplayService;

@@ -1,12 +1,13 @@
 //! `segments.v1.Queries`: reads from the read model, after it has applied
-//! the `min_sequence` the client asked for.
+//! the `min_sequence` the client asked for; or, for `as_of`, from a past
+//! state rebuilt from the log (`segmentd_readmodel::PastModels`).
 
 use crate::auth::ApiKeys;
 use crate::convert;
-use segmentd_domain::Criteria;
+use segmentd_domain::{Criteria, Timestamp};
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::queries_server::Queries;
-use segmentd_readmodel::{OrgView, ReadModel, SegmentLookup};
+use segmentd_readmodel::{OrgView, PastModels, PastView, ReadModel, SegmentLookup, Until};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -14,16 +15,45 @@ use tonic::{Request, Response, Status};
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
+/// The response header that says which log sequence an `as_of` answer's
+/// state ends at.
+pub const AS_OF_SEQUENCE_HEADER: &str = "x-as-of-sequence";
+
 pub struct QueriesService {
     model: Arc<ReadModel>,
     keys: ApiKeys,
     /// How long a query waits for `min_sequence` before answering UNAVAILABLE.
     max_wait: Duration,
+    /// Past states for `as_of`; absent on a node without a log.
+    past: Option<Arc<PastModels>>,
 }
 
 impl QueriesService {
     pub fn new(model: Arc<ReadModel>, keys: ApiKeys, max_wait: Duration) -> Self {
-        QueriesService { model, keys, max_wait }
+        QueriesService { model, keys, max_wait, past: None }
+    }
+
+    /// Answers `as_of` queries from past states rebuilt from this log.
+    pub fn with_past(mut self, past: Arc<PastModels>) -> Self {
+        self.past = Some(past);
+        self
+    }
+
+    /// The past state `as_of` names, or `None` for the live model.
+    async fn past_state(&self, as_of: Option<Until>) -> Result<Option<PastView>, Status> {
+        let Some(until) = as_of else { return Ok(None) };
+        let past = self.past.as_ref().ok_or_else(crate::status::as_of_without_log)?;
+        if let Until::Time(asked) = until {
+            let now = crate::write::now();
+            if asked > now {
+                return Err(crate::status::as_of_in_future(asked, now));
+            }
+        }
+        past.at(until).await.map(Some).map_err(crate::status::past)
+    }
+
+    fn model_of<'a>(&'a self, past: &'a Option<PastView>) -> &'a ReadModel {
+        past.as_ref().map_or(&*self.model, |p| p.state.model())
     }
 
     /// Authenticates and waits until the read model has applied `min_sequence`.
@@ -60,6 +90,28 @@ fn next_token(after: Option<u32>) -> String {
     after.map(|r| format!("{TOKEN_PREFIX}{r}")).unwrap_or_default()
 }
 
+/// The clock of relative conditions: `at` when given, else the as_of
+/// instant, else now.
+fn clock_of(pinned: Option<Timestamp>, past: &Option<PastView>) -> Timestamp {
+    pinned.or(past.as_ref().map(|p| p.clock)).unwrap_or_else(crate::write::now)
+}
+
+/// Names the past state an answer came from, refusals (NOT_FOUND) included.
+fn mark_past<T>(answer: Result<Response<T>, Status>, past: &Option<PastView>) -> Result<Response<T>, Status> {
+    let Some(p) = past else { return answer };
+    let seq = p.state.seq().into();
+    match answer {
+        Ok(mut response) => {
+            response.metadata_mut().insert(AS_OF_SEQUENCE_HEADER, seq);
+            Ok(response)
+        }
+        Err(mut status) => {
+            status.metadata_mut().insert(AS_OF_SEQUENCE_HEADER, seq);
+            Err(status)
+        }
+    }
+}
+
 fn segment_criteria(view: &OrgView, lookup: SegmentLookup<'_>) -> Result<Arc<Criteria>, Status> {
     let def = view.segment(lookup.clone()).ok_or_else(|| not_found(&lookup))?;
     view.segment_criteria(def.id)
@@ -88,10 +140,14 @@ impl Queries for QueriesService {
 
     async fn get_segment(&self, request: Request<pb::GetSegmentRequest>) -> Result<Response<pb::Segment>, Status> {
         let org = self.prepare(&request, request.get_ref().min_sequence).await?;
-        let lookup = convert::segment_ref("segment", request.get_ref().segment.as_ref())?;
-        self.model.read(&org, |view, _| {
+        let req = request.get_ref();
+        let lookup = convert::segment_ref("segment", req.segment.as_ref())?;
+        let as_of = convert::as_of("as_of", req.as_of.as_ref())?;
+        let past = self.past_state(as_of).await?;
+        let found = self.model_of(&past).read(&org, |view, _| {
             view.segment(lookup.clone()).map(|s| Response::new(convert::segment(s))).ok_or_else(|| not_found(&lookup))
-        })
+        });
+        mark_past(found, &past)
     }
 
     async fn list_segments(
@@ -111,11 +167,15 @@ impl Queries for QueriesService {
         let org = self.prepare(&request, request.get_ref().min_sequence).await?;
         let req = request.get_ref();
         let lookup = convert::segment_ref("segment", req.segment.as_ref())?;
-        let at = convert::clock(&req.at)?;
-        self.model.read(&org, |view, sequence| {
+        let pinned = convert::pinned_clock(&req.at)?;
+        let as_of = convert::as_of("as_of", req.as_of.as_ref())?;
+        let past = self.past_state(as_of).await?;
+        let at = clock_of(pinned, &past);
+        let counted = self.model_of(&past).read(&org, |view, sequence| {
             let criteria = segment_criteria(view, lookup)?;
             Ok(Response::new(pb::CountMembersReply { count: view.count(&criteria, at), sequence }))
-        })
+        });
+        mark_past(counted, &past)
     }
 
     async fn list_members(
@@ -125,10 +185,13 @@ impl Queries for QueriesService {
         let org = self.prepare(&request, request.get_ref().min_sequence).await?;
         let req = request.get_ref();
         let lookup = convert::segment_ref("segment", req.segment.as_ref())?;
-        let at = convert::clock(&req.at)?;
+        let pinned = convert::pinned_clock(&req.at)?;
         let limit = page_size(req.page_size)?;
         let after = page_token(&req.page_token)?;
-        self.model.read(&org, |view, sequence| {
+        let as_of = convert::as_of("as_of", req.as_of.as_ref())?;
+        let past = self.past_state(as_of).await?;
+        let at = clock_of(pinned, &past);
+        let page = self.model_of(&past).read(&org, |view, sequence| {
             let criteria = segment_criteria(view, lookup)?;
             let page = view.members(&criteria, at, after, limit);
             Ok(Response::new(pb::ListMembersReply {
@@ -136,7 +199,8 @@ impl Queries for QueriesService {
                 next_page_token: next_token(page.next_after),
                 sequence,
             }))
-        })
+        });
+        mark_past(page, &past)
     }
 
     async fn preview_criteria(
