@@ -115,6 +115,8 @@ pub fn apply_contact(event: &Event) -> Option<Option<Contact>> {
         Event::ContactCreated(e) => Some(Some(e.contact.clone())),
         Event::ContactUpdated(e) => Some(Some(e.contact.clone())),
         Event::ContactDeleted(_) => Some(None),
+        Event::ScoreReset(e) => Some(Some(e.contact.clone())),
+        Event::ActivityRecorded(e) => Some(Some(e.contact.clone())),
         _ => None,
     }
 }

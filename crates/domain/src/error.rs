@@ -15,6 +15,10 @@ pub enum DomainError {
     StaleVersion { id: u64, expected: u64, actual: u64 },
     #[error("the update changes nothing: give a new name and/or new criteria")]
     NothingToUpdate,
+    /// A destructive command was sent without its explicit confirmation;
+    /// the message names the flag.
+    #[error("{0}")]
+    NotConfirmed(String),
     /// The command carries a value the domain cannot accept; the message names it.
     #[error("{0}")]
     InvalidValue(String),

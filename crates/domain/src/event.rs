@@ -8,6 +8,7 @@
 //! golden fixtures in `tests/fixtures/events` hold every released type.
 
 use crate::contact::Contact;
+use crate::decimal::Decimal;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -21,6 +22,9 @@ pub enum AggregateKind {
     /// aggregate, so that "names are unique per org" is decided against one
     /// sequence and holds under concurrent writers.
     Segments,
+    /// One job (mass update, delete a segment's contacts, reset scores):
+    /// its start with the fixed member list, its progress and its end.
+    Job,
 }
 
 impl AggregateKind {
@@ -28,6 +32,7 @@ impl AggregateKind {
         match self {
             AggregateKind::Contact => "contact",
             AggregateKind::Segments => "segments",
+            AggregateKind::Job => "job",
         }
     }
 
@@ -35,6 +40,7 @@ impl AggregateKind {
         match s {
             "contact" => Some(AggregateKind::Contact),
             "segments" => Some(AggregateKind::Segments),
+            "job" => Some(AggregateKind::Job),
             _ => None,
         }
     }
@@ -60,6 +66,10 @@ pub struct AggregateId {
 impl AggregateId {
     pub fn contact(org: &str, email: &str) -> Self {
         AggregateId { org: org.to_owned(), kind: AggregateKind::Contact, id: email.to_owned() }
+    }
+
+    pub fn job(org: &str, job_id: &str) -> Self {
+        AggregateId { org: org.to_owned(), kind: AggregateKind::Job, id: job_id.to_owned() }
     }
 
     pub fn segment_catalog(org: &str) -> Self {
@@ -96,6 +106,13 @@ pub enum Event {
     SegmentCreated(SegmentCreated),
     SegmentUpdated(SegmentUpdated),
     SegmentDeleted(SegmentDeleted),
+    JobStarted(JobStarted),
+    JobMembersListed(JobMembersListed),
+    JobProgressed(JobProgressed),
+    JobCompleted(JobCompleted),
+    JobAbandoned(JobAbandoned),
+    ScoreReset(ScoreReset),
+    ActivityRecorded(ActivityRecorded),
 }
 
 impl Event {
@@ -108,6 +125,13 @@ impl Event {
             Event::SegmentCreated(_) => "SegmentCreated",
             Event::SegmentUpdated(_) => "SegmentUpdated",
             Event::SegmentDeleted(_) => "SegmentDeleted",
+            Event::JobStarted(_) => "JobStarted",
+            Event::JobMembersListed(_) => "JobMembersListed",
+            Event::JobProgressed(_) => "JobProgressed",
+            Event::JobCompleted(_) => "JobCompleted",
+            Event::JobAbandoned(_) => "JobAbandoned",
+            Event::ScoreReset(_) => "ScoreReset",
+            Event::ActivityRecorded(_) => "ActivityRecorded",
         }
     }
 }
@@ -163,4 +187,97 @@ pub struct SegmentUpdated {
 pub struct SegmentDeleted {
     pub segment_id: u64,
     pub name: String,
+}
+
+/// What a job does to each member. Serialized inside [`JobStarted`]:
+/// variants are positional, so new kinds are only ever appended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobKind {
+    /// Set `field` (its name as in criteria) to `value` (its text form, as
+    /// in `UpsertContacts`) on every member.
+    MassUpdate { field: String, value: String },
+    /// Delete every member from the organisation.
+    DeleteContacts,
+    /// Set every member's score to 0, recording the previous one.
+    ResetScores { reason: String },
+}
+
+/// A job began over the members of a segment as the read model held them at
+/// log sequence `position` (relative dates measured at `clock`). The member
+/// list itself follows in [`JobMembersListed`] events of the same append, in
+/// order; `member_count` says how many emails they hold in all, so a reader
+/// can tell a complete list from a torn one. Members are worked through in
+/// batches of `batch_size`; batch `n` is appended with the command id
+/// `job:<job_id>:<n>`, which is what makes a resumed job change each contact
+/// once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStarted {
+    pub job_id: String,
+    pub kind: JobKind,
+    pub segment_id: u64,
+    pub segment_name: String,
+    /// Canonical text form, as the segment had it at `position`.
+    pub criteria: String,
+    pub position: u64,
+    pub clock: Timestamp,
+    pub member_count: u64,
+    pub batch_size: u32,
+}
+
+/// A slice of a job's member list: emails `first_index..` in member order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMembersListed {
+    pub first_index: u64,
+    pub emails: Vec<String>,
+}
+
+/// A job finished the members before `next_index`; the counts are totals so
+/// far. Appended in the same request as the batch it reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobProgressed {
+    pub next_index: u64,
+    pub changed: u64,
+    pub skipped: u64,
+}
+
+/// A job went through every member: `changed` contacts were changed,
+/// `skipped` needed nothing (gone since the start, or already so).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCompleted {
+    pub changed: u64,
+    pub skipped: u64,
+}
+
+/// A job cannot go on and changed nothing more; `reason` says why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobAbandoned {
+    pub reason: String,
+}
+
+/// A contact's score was reset by job `job_id`: the whole contact after the
+/// reset, its score before, and the reason the resetter gave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreReset {
+    pub contact: Contact,
+    pub previous_score: Option<i64>,
+    pub reason: String,
+    pub job_id: String,
+}
+
+/// Something a contact did. Serialized inside [`ActivityRecorded`]:
+/// variants are positional, so new kinds are only ever appended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activity {
+    EmailOpened,
+    LinkClicked { url: String },
+    Purchase { amount: Decimal },
+}
+
+/// A contact did something at `at`; `contact` is the whole contact with its
+/// behaviour fields (last opened, purchases) brought up to date.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityRecorded {
+    pub contact: Contact,
+    pub activity: Activity,
+    pub at: Timestamp,
 }

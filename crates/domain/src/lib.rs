@@ -6,12 +6,14 @@
 //! no tokio, tonic, prost, sled, async-nats, postcard. serde derives are here
 //! only so the log crate can encode payloads; the encoding lives there.
 
+pub mod activity;
 pub mod contact;
 pub mod contact_decide;
 pub mod criteria;
 pub mod decimal;
 pub mod error;
 pub mod event;
+pub mod job;
 pub mod segment;
 pub mod time;
 

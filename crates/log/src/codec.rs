@@ -36,6 +36,13 @@ pub const CONTACT_DELETED: u16 = 3;
 pub const SEGMENT_CREATED: u16 = 10;
 pub const SEGMENT_UPDATED: u16 = 11;
 pub const SEGMENT_DELETED: u16 = 12;
+pub const JOB_STARTED: u16 = 50;
+pub const JOB_MEMBERS_LISTED: u16 = 51;
+pub const JOB_PROGRESSED: u16 = 52;
+pub const JOB_COMPLETED: u16 = 53;
+pub const JOB_ABANDONED: u16 = 54;
+pub const SCORE_RESET: u16 = 55;
+pub const ACTIVITY_RECORDED: u16 = 56;
 
 /// The payload schema version every released type is written with today.
 pub const SCHEMA_V1: u8 = 1;
@@ -50,6 +57,13 @@ pub const EVENT_TYPES: &[(u16, &str)] = &[
     (SEGMENT_CREATED, "SegmentCreated"),
     (SEGMENT_UPDATED, "SegmentUpdated"),
     (SEGMENT_DELETED, "SegmentDeleted"),
+    (JOB_STARTED, "JobStarted"),
+    (JOB_MEMBERS_LISTED, "JobMembersListed"),
+    (JOB_PROGRESSED, "JobProgressed"),
+    (JOB_COMPLETED, "JobCompleted"),
+    (JOB_ABANDONED, "JobAbandoned"),
+    (SCORE_RESET, "ScoreReset"),
+    (ACTIVITY_RECORDED, "ActivityRecorded"),
 ];
 
 /// The envelope's metadata as stored. Frozen: see the module doc.
@@ -99,6 +113,13 @@ pub fn event_type_code(event: &Event) -> u16 {
         Event::SegmentCreated(_) => SEGMENT_CREATED,
         Event::SegmentUpdated(_) => SEGMENT_UPDATED,
         Event::SegmentDeleted(_) => SEGMENT_DELETED,
+        Event::JobStarted(_) => JOB_STARTED,
+        Event::JobMembersListed(_) => JOB_MEMBERS_LISTED,
+        Event::JobProgressed(_) => JOB_PROGRESSED,
+        Event::JobCompleted(_) => JOB_COMPLETED,
+        Event::JobAbandoned(_) => JOB_ABANDONED,
+        Event::ScoreReset(_) => SCORE_RESET,
+        Event::ActivityRecorded(_) => ACTIVITY_RECORDED,
     }
 }
 
@@ -129,6 +150,13 @@ pub fn encode_into(env: &Envelope, mut out: Vec<u8>) -> Vec<u8> {
         Event::SegmentCreated(p) => append(p, out),
         Event::SegmentUpdated(p) => append(p, out),
         Event::SegmentDeleted(p) => append(p, out),
+        Event::JobStarted(p) => append(p, out),
+        Event::JobMembersListed(p) => append(p, out),
+        Event::JobProgressed(p) => append(p, out),
+        Event::JobCompleted(p) => append(p, out),
+        Event::JobAbandoned(p) => append(p, out),
+        Event::ScoreReset(p) => append(p, out),
+        Event::ActivityRecorded(p) => append(p, out),
     }
 }
 
@@ -185,6 +213,13 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
         (SEGMENT_CREATED, SCHEMA_V1) => Event::SegmentCreated(payload_of("SegmentCreated", schema, payload)?),
         (SEGMENT_UPDATED, SCHEMA_V1) => Event::SegmentUpdated(payload_of("SegmentUpdated", schema, payload)?),
         (SEGMENT_DELETED, SCHEMA_V1) => Event::SegmentDeleted(payload_of("SegmentDeleted", schema, payload)?),
+        (JOB_STARTED, SCHEMA_V1) => Event::JobStarted(payload_of("JobStarted", schema, payload)?),
+        (JOB_MEMBERS_LISTED, SCHEMA_V1) => Event::JobMembersListed(payload_of("JobMembersListed", schema, payload)?),
+        (JOB_PROGRESSED, SCHEMA_V1) => Event::JobProgressed(payload_of("JobProgressed", schema, payload)?),
+        (JOB_COMPLETED, SCHEMA_V1) => Event::JobCompleted(payload_of("JobCompleted", schema, payload)?),
+        (JOB_ABANDONED, SCHEMA_V1) => Event::JobAbandoned(payload_of("JobAbandoned", schema, payload)?),
+        (SCORE_RESET, SCHEMA_V1) => Event::ScoreReset(payload_of("ScoreReset", schema, payload)?),
+        (ACTIVITY_RECORDED, SCHEMA_V1) => Event::ActivityRecorded(payload_of("ActivityRecorded", schema, payload)?),
         _ => return Err(CodecError::UnknownType { code, schema }),
     };
     Ok(Envelope {

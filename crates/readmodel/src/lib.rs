@@ -13,11 +13,13 @@
 //! projector only sees the `EventLog` port.
 
 mod index;
+mod jobs;
 mod model;
 mod past;
 mod projector;
 mod store;
 
+pub use jobs::{AffectedContact, JobNotice, JobStatus, JobView};
 pub use model::{Members, OrgView, ReadModel, ReadModelError, SegmentLookup};
 pub use past::{PastModels, PastState, PastView};
 pub use projector::{ProjectorError, Reached, Until, project_until, run_projector};

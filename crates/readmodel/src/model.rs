@@ -4,6 +4,7 @@
 //! write that changes a contact keeps current.
 
 use crate::index::{ContactIndex, Evaluator};
+use crate::jobs::{AffectedContact, JobNotice, JobView, apply_job_event};
 use crate::store::{self, Key};
 use roaring::RoaringBitmap;
 use segmentd_domain::criteria::Criteria;
@@ -11,11 +12,15 @@ use segmentd_domain::segment::{SegmentCatalog, SegmentDef};
 use segmentd_domain::time::Timestamp;
 use segmentd_domain::{Contact, Event};
 use segmentd_log::{Recorded, Seq};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+
+/// Job notices buffered for slow watchers; one that falls further behind
+/// re-reads the jobs' state instead (see `ReadModel::watch_jobs`).
+const JOB_NOTICES: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadModelError {
@@ -46,6 +51,9 @@ pub struct OrgView {
     index: ContactIndex,
     catalog: SegmentCatalog,
     criteria: HashMap<u64, Arc<Criteria>>,
+    jobs: BTreeMap<String, JobView>,
+    /// Per score-reset job, the contacts it reset in log order.
+    resets: HashMap<String, Vec<AffectedContact>>,
 }
 
 /// Rows evaluated at once for a member page, at first; the window doubles
@@ -96,6 +104,29 @@ impl OrgView {
     /// The parsed criteria of a live segment.
     pub fn segment_criteria(&self, id: u64) -> Option<&Arc<Criteria>> {
         self.criteria.get(&id)
+    }
+
+    pub fn job(&self, id: &str) -> Option<&JobView> {
+        self.jobs.get(id)
+    }
+
+    /// Every job of the org, by id.
+    pub fn jobs(&self) -> impl Iterator<Item = &JobView> {
+        self.jobs.values()
+    }
+
+    /// The contacts score reset `job_id` reset so far, in log order.
+    pub fn reset_contacts(&self, job_id: &str) -> &[AffectedContact] {
+        self.resets.get(job_id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every member's email, in member order, with relative dates measured
+    /// back from `at`: the member list a job starts from.
+    pub fn member_emails(&self, criteria: &Criteria, at: Timestamp) -> Vec<String> {
+        self.matching(criteria, at)
+            .iter()
+            .filter_map(|r| self.rows.get(r as usize).and_then(Option::as_ref).map(|c| c.email.clone()))
+            .collect()
     }
 
     /// How many contacts match, with relative dates measured back from `at`.
@@ -154,6 +185,7 @@ pub struct ReadModel {
     store: Option<Store>,
     state: RwLock<State>,
     applied: watch::Sender<Seq>,
+    jobs: broadcast::Sender<JobNotice>,
 }
 
 struct Store {
@@ -196,14 +228,16 @@ impl ReadModel {
         let state = load(&tree)?;
         let (applied, _) = watch::channel(state.applied);
         tracing::info!(applied = state.applied, orgs = state.orgs.len(), "read model loaded");
-        Ok(ReadModel { store: Some(Store { tree, db }), state: RwLock::new(state), applied })
+        let (jobs, _) = broadcast::channel(JOB_NOTICES);
+        Ok(ReadModel { store: Some(Store { tree, db }), state: RwLock::new(state), applied, jobs })
     }
 
     /// An empty model that is never written to disk, for states that are
     /// rebuilt on demand and dropped (time travel).
     pub fn in_memory() -> ReadModel {
         let (applied, _) = watch::channel(0);
-        ReadModel { store: None, state: RwLock::new(State::default()), applied }
+        let (jobs, _) = broadcast::channel(JOB_NOTICES);
+        ReadModel { store: None, state: RwLock::new(State::default()), applied, jobs }
     }
 
     pub fn applied_seq(&self) -> Seq {
@@ -224,6 +258,22 @@ impl ReadModel {
         }
     }
 
+    /// Job changes as they are applied. Subscribe before reading the current
+    /// state, and drop notices at or below the state's `last_seq`.
+    pub fn watch_jobs(&self) -> broadcast::Receiver<JobNotice> {
+        self.jobs.subscribe()
+    }
+
+    /// Every job not yet completed or abandoned, as `(org, job id)`.
+    pub fn unfinished_jobs(&self) -> Vec<(String, String)> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (org, view) in &state.orgs {
+            out.extend(view.jobs.values().filter(|j| !j.ended()).map(|j| (org.clone(), j.id.clone())));
+        }
+        out
+    }
+
     /// Runs `f` on a consistent view of `org` and the sequence it reflects.
     pub fn read<R>(&self, org: &str, f: impl FnOnce(&OrgView, Seq) -> R) -> R {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -239,9 +289,13 @@ impl ReadModel {
         let mut writes = Writes(self.store.as_ref().map(|_| sled::Batch::default()));
         let start = state.applied;
         let mut applied = start;
+        let mut notices = Vec::new();
         for rec in events.iter().filter(|r| r.seq > start) {
             let env = &rec.envelope;
             let org = state.orgs.entry(env.aggregate.org.clone()).or_default();
+            if let Some(job) = apply_job_records(org, rec, &mut writes) {
+                notices.push(JobNotice { org: env.aggregate.org.clone(), job });
+            }
             apply_event(org, &env.aggregate.org, &env.event, env.time, &mut writes);
             applied = rec.seq;
         }
@@ -257,6 +311,10 @@ impl ReadModel {
         state.applied = applied;
         drop(state);
         self.applied.send_replace(applied);
+        for notice in notices {
+            // No receiver is not an error: nobody is watching.
+            let _ = self.jobs.send(notice);
+        }
         Ok(applied)
     }
 
@@ -269,10 +327,51 @@ impl ReadModel {
     }
 }
 
+/// Jobs and the reset audit; returns the job a job event changed.
+fn apply_job_records(org: &mut OrgView, rec: &Recorded, writes: &mut Writes) -> Option<JobView> {
+    let env = &rec.envelope;
+    let org_id = &env.aggregate.org;
+    match &env.event {
+        Event::ScoreReset(e) => {
+            let list = org.resets.entry(e.job_id.clone()).or_default();
+            let entry = crate::jobs::affected(e);
+            let index = list.len() as u64;
+            writes.insert(|| store::reset_key(org_id, &e.job_id, index), || store::encode(&entry));
+            list.push(entry);
+            None
+        }
+        Event::JobStarted(_)
+        | Event::JobMembersListed(_)
+        | Event::JobProgressed(_)
+        | Event::JobCompleted(_)
+        | Event::JobAbandoned(_) => {
+            let id = &env.aggregate.id;
+            let mut job = org.jobs.remove(id);
+            let changed = apply_job_event(&mut job, rec);
+            let job = job?;
+            org.jobs.insert(id.clone(), job.clone());
+            if !changed {
+                return None;
+            }
+            writes.insert(|| store::job_key(org_id, id), || store::encode(&job));
+            Some(job)
+        }
+        _ => None,
+    }
+}
+
 fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, writes: &mut Writes) {
     match event {
         Event::ContactCreated(e) => put_contact(org, org_id, &e.contact, writes),
         Event::ContactUpdated(e) => put_contact(org, org_id, &e.contact, writes),
+        Event::ScoreReset(e) => put_contact(org, org_id, &e.contact, writes),
+        Event::ActivityRecorded(e) => put_contact(org, org_id, &e.contact, writes),
+        // Folded by `apply_job_records`.
+        Event::JobStarted(_)
+        | Event::JobMembersListed(_)
+        | Event::JobProgressed(_)
+        | Event::JobCompleted(_)
+        | Event::JobAbandoned(_) => {}
         Event::ContactDeleted(e) => {
             if let Some(row) = org.row_of(&e.email) {
                 if let Some(old) = org.rows[row as usize].take() {
@@ -373,6 +472,16 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
                 let view = state.orgs.entry(org.to_owned()).or_default();
                 view.catalog.segments.insert(id, def);
                 cache_criteria(view, id);
+            }
+            Some(Key::Job { org }) => {
+                let job: JobView = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e.to_string()))?;
+                state.orgs.entry(org.to_owned()).or_default().jobs.insert(job.id.clone(), job);
+            }
+            Some(Key::Reset { org, job }) => {
+                let entry: AffectedContact = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e.to_string()))?;
+                // Keys sort by index within a job, so pushing keeps log order.
+                let view = state.orgs.entry(org.to_owned()).or_default();
+                view.resets.entry(job.to_owned()).or_default().push(entry);
             }
             Some(Key::LastSegmentId { org }) => {
                 let last = store::u64_value(&v).ok_or_else(|| corrupt(&k, "bad id".into()))?;

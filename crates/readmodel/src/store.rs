@@ -9,7 +9,8 @@ use segmentd_domain::segment::SegmentDef;
 use segmentd_domain::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub(crate) const LAYOUT_VERSION: u64 = 1;
+// 2: jobs and the score-reset audit.
+pub(crate) const LAYOUT_VERSION: u64 = 2;
 pub(crate) const KEY_LAYOUT: &[u8] = b"m/layout";
 pub(crate) const KEY_APPLIED: &[u8] = b"m/applied";
 
@@ -17,6 +18,8 @@ const CONTACT: u8 = b'c';
 const NEXT_ROW: u8 = b'n';
 const SEGMENT: u8 = b's';
 const LAST_SEGMENT_ID: u8 = b'k';
+const JOB: u8 = b'j';
+const RESET: u8 = b'r';
 
 fn org_key(kind: u8, org: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(org.len() + 14);
@@ -47,12 +50,31 @@ pub(crate) fn last_segment_id_key(org: &str) -> Vec<u8> {
     org_key(LAST_SEGMENT_ID, org)
 }
 
+pub(crate) fn job_key(org: &str, job: &str) -> Vec<u8> {
+    let mut k = org_key(JOB, org);
+    k.extend_from_slice(job.as_bytes());
+    k
+}
+
+/// One contact of a score reset: job id, NUL, index in big-endian (so keys
+/// sort in the order the contacts were reset). Job ids are command ids,
+/// which never hold NUL.
+pub(crate) fn reset_key(org: &str, job: &str, index: u64) -> Vec<u8> {
+    let mut k = org_key(RESET, org);
+    k.extend_from_slice(job.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
 /// A decoded key: which record it is and for which org.
 pub(crate) enum Key<'a> {
     Contact { org: &'a str, row: u32 },
     NextRow { org: &'a str },
     Segment { org: &'a str },
     LastSegmentId { org: &'a str },
+    Job { org: &'a str },
+    Reset { org: &'a str, job: &'a str },
     Meta,
 }
 
@@ -70,6 +92,11 @@ pub(crate) fn parse_key(k: &[u8]) -> Option<Key<'_>> {
         NEXT_ROW => Key::NextRow { org },
         SEGMENT => Key::Segment { org },
         LAST_SEGMENT_ID => Key::LastSegmentId { org },
+        JOB => Key::Job { org },
+        RESET => {
+            let nul = tail.iter().position(|b| *b == 0)?;
+            Key::Reset { org, job: std::str::from_utf8(&tail[..nul]).ok()? }
+        }
         _ => return None,
     })
 }
@@ -118,6 +145,11 @@ pub(crate) fn encode_contact(c: &Contact) -> Vec<u8> {
 
 pub(crate) fn encode_segment(s: &SegmentDef) -> Vec<u8> {
     postcard::to_stdvec(&StoredSegment::from(s)).expect("a segment always serializes")
+}
+
+/// Read-model records that are plain serde structs (jobs, reset entries).
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("read-model records always serialize")
 }
 
 pub(crate) fn u64_value(v: &[u8]) -> Option<u64> {

@@ -7,6 +7,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use segmentd_server::auth::ApiKeys;
+use segmentd_server::jobs::JobSettings;
 use segmentd_server::rebuild::Until;
 use segmentd_server::{LogBackend, NatsConfig, Roles, ServeConfig};
 use std::net::SocketAddr;
@@ -134,6 +135,12 @@ struct CommonArgs {
     /// read model was at that point.
     #[arg(long, env = "SEGMENTD_AS_OF_CACHE", default_value_t = 2)]
     as_of_cache: usize,
+    /// Members per batch of a job (mass update, delete contacts, reset scores).
+    #[arg(long, env = "SEGMENTD_JOB_BATCH_SIZE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    job_batch_size: u32,
+    /// Pause after each job batch, in milliseconds, to leave room for interactive writes.
+    #[arg(long, env = "SEGMENTD_JOB_PAUSE_MS", default_value_t = 0)]
+    job_pause_ms: u64,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "SEGMENTD_LOG_JSON")]
     log_json: bool,
@@ -232,6 +239,7 @@ impl CommonArgs {
         config.api_keys = ApiKeys::parse(&self.api_keys).context("--api-key")?;
         config.query_wait = Duration::from_millis(self.query_wait_ms);
         config.as_of_cache = self.as_of_cache;
+        config.jobs = JobSettings { batch_size: self.job_batch_size, pause: Duration::from_millis(self.job_pause_ms) };
         Ok(config)
     }
 }

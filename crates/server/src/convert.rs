@@ -4,10 +4,11 @@
 use segmentd_domain::contact::{FieldValue, MAX_EMAIL_LEN};
 use segmentd_domain::contact_decide::{ContactPatch, FieldInput};
 use segmentd_domain::criteria::{Condition, Operator, Value};
+use segmentd_domain::event::{Activity, JobKind};
 use segmentd_domain::segment::SegmentDef;
 use segmentd_domain::{Contact, Criteria, Decimal, Email, Field, Timestamp};
 use segmentd_proto::v1 as pb;
-use segmentd_readmodel::{SegmentLookup, Until};
+use segmentd_readmodel::{AffectedContact, JobStatus, JobView, SegmentLookup, Until};
 
 /// A request field that could not be parsed; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -304,4 +305,110 @@ fn value_to_proto(v: &Value) -> pb::Value {
         Value::Time(t) => Kind::Time(t.to_string()),
     };
     pb::Value { kind: Some(kind) }
+}
+
+/// An optional RFC 3339 instant in request field `field`.
+pub fn instant(field: &str, raw: &str) -> Result<Option<Timestamp>, BadRequest> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    Timestamp::parse_rfc3339(raw).map(Some).map_err(|e| bad(format!("{field}: {e}")))
+}
+
+/// A job id as requests name it (the command id that started the job).
+pub fn job_id(field: &str, raw: &str) -> Result<String, BadRequest> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(bad(format!("{field}: give the job id (the command id that started it)")));
+    }
+    crate::write::command_id(raw).map_err(|_| bad(format!("{field}: {raw:?} is not a job id")))
+}
+
+/// What a contact did, from `RecordActivity`'s fields.
+pub fn activity(req: &pb::RecordActivityRequest) -> Result<Activity, BadRequest> {
+    let no = |what: &str, kind: &str| Err(bad(format!("{what}: only a {kind} carries it")));
+    match pb::ActivityKind::try_from(req.kind) {
+        Ok(pb::ActivityKind::EmailOpened) => {
+            if !req.amount.is_empty() {
+                return no("amount", "PURCHASE");
+            }
+            if !req.url.is_empty() {
+                return no("url", "LINK_CLICKED");
+            }
+            Ok(Activity::EmailOpened)
+        }
+        Ok(pb::ActivityKind::LinkClicked) => {
+            if !req.amount.is_empty() {
+                return no("amount", "PURCHASE");
+            }
+            Ok(Activity::LinkClicked { url: req.url.clone() })
+        }
+        Ok(pb::ActivityKind::Purchase) => {
+            if !req.url.is_empty() {
+                return no("url", "LINK_CLICKED");
+            }
+            if req.amount.trim().is_empty() {
+                return Err(bad("amount: a PURCHASE needs an amount, e.g. \"49.90\""));
+            }
+            let amount = Decimal::parse(req.amount.trim()).map_err(|e| bad(format!("amount: {e}")))?;
+            Ok(Activity::Purchase { amount })
+        }
+        Ok(pb::ActivityKind::Unspecified) | Err(_) => Err(bad("kind: give EMAIL_OPENED, LINK_CLICKED or PURCHASE")),
+    }
+}
+
+fn job_state(status: JobStatus) -> pb::JobState {
+    match status {
+        JobStatus::Running => pb::JobState::Running,
+        JobStatus::Completed => pb::JobState::Completed,
+        JobStatus::Abandoned => pb::JobState::Abandoned,
+    }
+}
+
+pub fn job(j: &JobView) -> pb::Job {
+    let (kind, field, value, reason) = match &j.kind {
+        JobKind::MassUpdate { field, value } => (pb::JobKind::MassUpdate, field.clone(), value.clone(), String::new()),
+        JobKind::DeleteContacts => (pb::JobKind::DeleteContacts, String::new(), String::new(), String::new()),
+        JobKind::ResetScores { reason } => (pb::JobKind::ResetScores, String::new(), String::new(), reason.clone()),
+    };
+    pb::Job {
+        id: j.id.clone(),
+        kind: kind.into(),
+        state: job_state(j.status).into(),
+        segment_id: j.segment_id,
+        segment_name: j.segment_name.clone(),
+        criteria_text: j.criteria.clone(),
+        position: j.position,
+        total: j.total,
+        processed: j.processed,
+        changed: j.changed,
+        skipped: j.skipped,
+        actor: j.actor.clone(),
+        started_at: j.started_at.to_string(),
+        finished_at: j.finished_at.map(|t| t.to_string()).unwrap_or_default(),
+        field,
+        value,
+        reason,
+        abandon_reason: j.abandon_reason.clone(),
+        sequence: j.last_seq,
+    }
+}
+
+pub fn score_reset(j: &JobView, affected: usize) -> pb::ScoreResetSummary {
+    pb::ScoreResetSummary {
+        job_id: j.id.clone(),
+        actor: j.actor.clone(),
+        time: j.started_at.to_string(),
+        reason: j.reset_reason().unwrap_or_default().to_owned(),
+        segment_id: j.segment_id,
+        segment_name: j.segment_name.clone(),
+        affected: affected as u64,
+        state: job_state(j.status).into(),
+        position: j.position,
+    }
+}
+
+pub fn affected_contact(a: &AffectedContact) -> pb::AffectedContact {
+    pb::AffectedContact { email: a.email.clone(), previous_score: a.previous_score }
 }

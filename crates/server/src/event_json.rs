@@ -18,7 +18,8 @@
 //! a pure function of the domain's events.
 
 use segmentd_domain::event::{
-    Change, ContactCreated, ContactDeleted, ContactUpdated, SegmentCreated, SegmentDeleted, SegmentUpdated,
+    Activity, ActivityRecorded, Change, ContactCreated, ContactDeleted, ContactUpdated, JobAbandoned, JobCompleted,
+    JobKind, JobMembersListed, JobProgressed, JobStarted, ScoreReset, SegmentCreated, SegmentDeleted, SegmentUpdated,
 };
 use segmentd_domain::{Contact, Decimal, Event, Timestamp};
 use segmentd_log::Recorded;
@@ -89,8 +90,104 @@ pub fn data(event: &Event) -> String {
             o.number("segment_id", *segment_id);
             o.string("name", name);
         }
+        Event::JobStarted(JobStarted {
+            job_id,
+            kind,
+            segment_id,
+            segment_name,
+            criteria,
+            position,
+            clock,
+            member_count,
+            batch_size,
+        }) => {
+            o.string("job_id", job_id);
+            o.string("kind", job_kind_name(kind));
+            // Every kind's parameters, null where they do not apply, so rows
+            // of a table built from these events have the same columns.
+            let (field, value, reason) = match kind {
+                JobKind::MassUpdate { field, value } => (Some(field), Some(value), None),
+                JobKind::DeleteContacts => (None, None, None),
+                JobKind::ResetScores { reason } => (None, None, Some(reason)),
+            };
+            o.raw("field", &nullable(field));
+            o.raw("value", &nullable(value));
+            o.raw("reason", &nullable(reason));
+            o.number("segment_id", *segment_id);
+            o.string("segment_name", segment_name);
+            o.string("criteria", criteria);
+            o.number("position", *position);
+            o.string("clock", &clock.to_string());
+            o.number("member_count", *member_count);
+            o.number("batch_size", u64::from(*batch_size));
+        }
+        Event::JobMembersListed(JobMembersListed { first_index, emails }) => {
+            o.number("first_index", *first_index);
+            o.raw("emails", &string_array(emails));
+        }
+        Event::JobProgressed(JobProgressed { next_index, changed, skipped }) => {
+            o.number("next_index", *next_index);
+            o.number("changed", *changed);
+            o.number("skipped", *skipped);
+        }
+        Event::JobCompleted(JobCompleted { changed, skipped }) => {
+            o.number("changed", *changed);
+            o.number("skipped", *skipped);
+        }
+        Event::JobAbandoned(JobAbandoned { reason }) => {
+            o.string("reason", reason);
+        }
+        Event::ScoreReset(ScoreReset { contact, previous_score, reason, job_id }) => {
+            o.string("email", &contact.email);
+            o.raw("fields", &contact_fields(contact));
+            o.raw("previous_score", &previous_score.map_or_else(|| "null".to_owned(), |s| s.to_string()));
+            o.string("reason", reason);
+            o.string("job_id", job_id);
+        }
+        Event::ActivityRecorded(ActivityRecorded { contact, activity, at }) => {
+            o.string("email", &contact.email);
+            o.raw("fields", &contact_fields(contact));
+            o.string("activity", activity_name(activity));
+            let (url, amount) = match activity {
+                Activity::EmailOpened => (None, None),
+                Activity::LinkClicked { url } => (Some(url.clone()), None),
+                Activity::Purchase { amount } => (None, Some(amount.to_string())),
+            };
+            o.raw("url", &nullable(url.as_ref()));
+            o.raw("amount", &nullable(amount.as_ref()));
+            o.string("at", &at.to_string());
+        }
     }
     o.finish()
+}
+
+/// The stable name of a job kind, as in JSON and the API.
+pub fn job_kind_name(kind: &JobKind) -> &'static str {
+    match kind {
+        JobKind::MassUpdate { .. } => "mass_update",
+        JobKind::DeleteContacts => "delete_contacts",
+        JobKind::ResetScores { .. } => "reset_scores",
+    }
+}
+
+/// The stable name of an activity, as in JSON and the API.
+pub fn activity_name(activity: &Activity) -> &'static str {
+    match activity {
+        Activity::EmailOpened => "email_opened",
+        Activity::LinkClicked { .. } => "link_clicked",
+        Activity::Purchase { .. } => "purchase",
+    }
+}
+
+fn nullable(v: Option<&String>) -> String {
+    match v {
+        None => "null".to_owned(),
+        Some(s) => {
+            let mut out = String::new();
+            quote(s, &mut out);
+            out
+        }
+    }
 }
 
 fn change(c: Option<&Change>) -> String {

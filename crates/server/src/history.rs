@@ -215,7 +215,18 @@ fn segment_of(env: &Envelope) -> Option<u64> {
         Event::SegmentCreated(e) => Some(e.segment_id),
         Event::SegmentUpdated(e) => Some(e.segment_id),
         Event::SegmentDeleted(e) => Some(e.segment_id),
-        Event::ContactCreated(_) | Event::ContactUpdated(_) | Event::ContactDeleted(_) => None,
+        // Jobs name a segment but belong to their own aggregate; contact
+        // events never touch the catalogue.
+        Event::ContactCreated(_)
+        | Event::ContactUpdated(_)
+        | Event::ContactDeleted(_)
+        | Event::JobStarted(_)
+        | Event::JobMembersListed(_)
+        | Event::JobProgressed(_)
+        | Event::JobCompleted(_)
+        | Event::JobAbandoned(_)
+        | Event::ScoreReset(_)
+        | Event::ActivityRecorded(_) => None,
     }
 }
 

@@ -6,6 +6,8 @@
 //!   convert (parse, don't validate), call the application, convert back.
 //! - [`history`]: the event history read from the log (filtered replay,
 //!   segment and contact histories); [`event_json`]: its stable JSON form.
+//! - [`jobs`]: mass update, delete a segment's contacts and score resets
+//!   as jobs that survive restarts.
 //! - [`convert`]: proto ⇄ domain, once; [`status`]: errors → gRPC codes, once.
 //! - [`serve`]: assembles log, projector, read model and services.
 //! - [`rebuild`]: read models up to a point of the log, in a directory of
@@ -20,6 +22,7 @@ pub mod demo;
 pub mod event_json;
 pub mod grpc;
 pub mod history;
+pub mod jobs;
 pub mod rebuild;
 pub mod serve;
 pub mod status;

@@ -3,6 +3,7 @@
 
 use crate::auth::ApiKeys;
 use crate::grpc::{CommandsService, QueriesService, ReplayService};
+use crate::jobs::{JobSettings, Jobs};
 use crate::write::Writer;
 use segmentd_log::EventLog;
 use segmentd_log::embedded::EmbeddedLog;
@@ -62,6 +63,7 @@ pub struct ServeConfig {
     /// Serve the read model under `data_dir` as it is (e.g. one built by
     /// `rebuild`): Queries only, no log, no projector, no `as_of`.
     pub snapshot: bool,
+    pub jobs: JobSettings,
 }
 
 impl ServeConfig {
@@ -77,6 +79,7 @@ impl ServeConfig {
             cache_bytes: 64 << 20,
             as_of_cache: 2,
             snapshot: false,
+            jobs: JobSettings::default(),
         }
     }
 
@@ -119,6 +122,8 @@ pub struct Served {
     pub model: Option<Arc<ReadModel>>,
     /// The event log; absent when serving a snapshot.
     pub log: Option<Arc<dyn EventLog>>,
+    /// Jobs, on nodes with both roles.
+    pub jobs: Option<Arc<Jobs>>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     projector: Option<JoinHandle<Result<(), segmentd_readmodel::ProjectorError>>>,
@@ -163,6 +168,11 @@ impl Served {
 
     async fn finish(self) -> Result<(), ServeError> {
         let served = self.server.await?;
+        // Jobs stop between batches; their state is in the log, and the next
+        // start resumes them.
+        if let Some(jobs) = &self.jobs {
+            jobs.stopped().await;
+        }
         if let Some(projector) = self.projector {
             projector.await??;
         }
@@ -281,9 +291,24 @@ async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Res
         .register_encoded_file_descriptor_set(segmentd_proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let commands = writer.map(|w| CommandsServer::new(CommandsService::new(w, config.api_keys.clone())));
+    let jobs = match (&writer, &model) {
+        (Some(w), Some(m)) => {
+            let jobs = Jobs::new(Arc::clone(w), Arc::clone(m), config.jobs, config.query_wait, shutdown_rx.clone());
+            jobs.resume_in_background();
+            Some(jobs)
+        }
+        _ => None,
+    };
+    let commands = writer.map(|w| {
+        let service = CommandsService::new(w, config.api_keys.clone());
+        CommandsServer::new(match &jobs {
+            Some(jobs) => service.with_jobs(Arc::clone(jobs)),
+            None => service,
+        })
+    });
     let queries = model.as_ref().map(|m| {
-        let service = QueriesService::new(Arc::clone(m), config.api_keys.clone(), config.query_wait);
+        let service = QueriesService::new(Arc::clone(m), config.api_keys.clone(), config.query_wait)
+            .with_shutdown(shutdown_rx.clone());
         QueriesServer::new(match &past {
             Some(past) => service.with_past(Arc::clone(past)),
             None => service,
@@ -311,7 +336,7 @@ async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Res
         let _ = stop.wait_for(|s| *s).await;
     }));
     tracing::info!(%addr, roles = ?config.roles, backend = ?config.backend, "segmentd serving");
-    Ok(Served { addr, model, log, shutdown, server, projector })
+    Ok(Served { addr, model, log, jobs, shutdown, server, projector })
 }
 
 pub const DEFAULT_NATS_STREAM: &str = segmentd_log_nats::DEFAULT_STREAM;

@@ -3,6 +3,7 @@
 
 use crate::convert::BadRequest;
 use crate::history::HistoryError;
+use crate::jobs::JobError;
 use crate::write::CommandError;
 use segmentd_domain::DomainError;
 use segmentd_domain::Timestamp;
@@ -23,6 +24,16 @@ impl From<CommandError> for Status {
             CommandError::Refused(d) => domain(d),
             CommandError::Contended(msg) => Status::aborted(msg),
             CommandError::Log(l) => log(l),
+        }
+    }
+}
+
+impl From<JobError> for Status {
+    fn from(e: JobError) -> Status {
+        match e {
+            JobError::Command(c) => c.into(),
+            JobError::ReadModel(r) => read_model(r),
+            JobError::NotFound(msg) => Status::not_found(msg),
         }
     }
 }
@@ -78,6 +89,7 @@ fn domain(e: DomainError) -> Status {
         DomainError::SegmentNotFound(_) | DomainError::ContactNotFound(_) => Status::not_found(msg),
         DomainError::StaleVersion { .. } => Status::aborted(msg),
         DomainError::NothingToUpdate | DomainError::InvalidValue(_) => Status::invalid_argument(msg),
+        DomainError::NotConfirmed(_) => Status::failed_precondition(msg),
     }
 }
 

@@ -8,7 +8,10 @@
 
 use crate::auth::Caller;
 use futures::future::try_join_all;
+use segmentd_domain::activity::decide_activity;
 use segmentd_domain::contact_decide::{ContactCommand, ContactPatch, apply_contact, decide_contact};
+use segmentd_domain::event::Activity;
+use segmentd_domain::job::JOB_COMMAND_PREFIX;
 use segmentd_domain::segment::{SegmentCatalog, SegmentCommand, SegmentDef, decide_segments};
 use segmentd_domain::{AggregateId, Contact, DomainError, Email, Envelope, Event, Timestamp};
 use segmentd_log::{AppendEntry, AppendError, AppendRequest, Appended, EventLog, LogError, Seq};
@@ -48,6 +51,11 @@ pub const MAX_COMMAND_ID_LEN: usize = 128;
 pub fn command_id(raw: &str) -> Result<String, CommandError> {
     if raw.is_empty() {
         return Ok(uuid::Uuid::new_v4().to_string());
+    }
+    if raw.starts_with(JOB_COMMAND_PREFIX) {
+        return Err(CommandError::Invalid(format!(
+            "command_id: ids starting with {JOB_COMMAND_PREFIX:?} are reserved for the batches of jobs"
+        )));
     }
     if raw.len() > MAX_COMMAND_ID_LEN
         || !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
@@ -97,15 +105,15 @@ struct CachedCatalog {
     commands: HashMap<String, Seq>,
 }
 
-struct ContactState {
-    last_seq: Seq,
-    contact: Option<Contact>,
-    last_command_id: Option<String>,
+pub(crate) struct ContactState {
+    pub(crate) last_seq: Seq,
+    pub(crate) contact: Option<Contact>,
+    pub(crate) last_command_id: Option<String>,
 }
 
 impl ContactState {
     /// This command already changed the contact (an earlier attempt landed).
-    fn done_by(&self, meta: &CommandMeta) -> bool {
+    pub(crate) fn done_by(&self, meta: &CommandMeta) -> bool {
         self.last_command_id.as_deref() == Some(meta.command_id.as_str())
     }
 }
@@ -233,6 +241,33 @@ impl Writer {
         Err(CommandError::Contended("the segment catalogue kept changing while the command was decided".into()))
     }
 
+    /// Records what a contact did. Answers with the contact after it.
+    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id), err)]
+    pub async fn record_activity(
+        &self,
+        meta: &CommandMeta,
+        email: Email,
+        activity: Activity,
+        at: Timestamp,
+    ) -> Result<(Seq, Option<Contact>, bool), CommandError> {
+        let aggregate = AggregateId::contact(&meta.caller.org, email.as_str());
+        for _ in 0..CONFLICT_RETRIES {
+            let state = self.contact_states(&meta.caller.org, std::iter::once(&email)).await?.remove(0);
+            if state.done_by(meta) {
+                return Ok((state.last_seq, state.contact, true));
+            }
+            let events = decide_activity(email.as_str(), state.contact.as_ref(), activity.clone(), at)?;
+            let contact = events.first().and_then(|e| apply_contact(e).flatten());
+            let entry = self.entry(meta, aggregate.clone(), state.last_seq, events, now());
+            match self.append(meta, vec![entry]).await? {
+                Some(Appended::New { last_seq }) => return Ok((last_seq, contact, false)),
+                // The next round finds the command id on the contact's last event.
+                Some(Appended::Duplicate { .. }) | None => continue,
+            }
+        }
+        Err(CommandError::Contended("the contact kept changing while the activity was recorded".into()))
+    }
+
     /// The org's segment catalogue as of the log's latest event for it.
     pub async fn catalog(&self, org: &str) -> Result<(Seq, SegmentCatalog), LogError> {
         let aggregate = AggregateId::segment_catalog(org);
@@ -262,7 +297,7 @@ impl Writer {
     /// Each contact's last sequence, current state and the command that last
     /// changed it. Every contact event carries the whole contact, so the last
     /// event is the state.
-    async fn contact_states<'e>(
+    pub(crate) async fn contact_states<'e>(
         &self,
         org: &str,
         emails: impl Iterator<Item = &'e Email>,
@@ -285,7 +320,7 @@ impl Writer {
         try_join_all(loads).await
     }
 
-    fn entry(
+    pub(crate) fn entry(
         &self,
         meta: &CommandMeta,
         aggregate: AggregateId,
@@ -308,7 +343,11 @@ impl Writer {
     }
 
     /// `None` on a conflict: the caller decides again.
-    async fn append(&self, meta: &CommandMeta, entries: Vec<AppendEntry>) -> Result<Option<Appended>, CommandError> {
+    pub(crate) async fn append(
+        &self,
+        meta: &CommandMeta,
+        entries: Vec<AppendEntry>,
+    ) -> Result<Option<Appended>, CommandError> {
         let request = AppendRequest { org: meta.caller.org.clone(), command_id: meta.command_id.clone(), entries };
         match self.log.append(request).await {
             Ok(appended) => Ok(Some(appended)),

@@ -3,13 +3,15 @@
 //! a sample changes its golden bytes: add new samples, never edit old ones.
 
 use segmentd_domain::event::{
-    Change, ContactCreated, ContactDeleted, ContactUpdated, SegmentCreated, SegmentDeleted, SegmentUpdated,
+    Activity, ActivityRecorded, Change, ContactCreated, ContactDeleted, ContactUpdated, JobAbandoned, JobCompleted,
+    JobKind, JobMembersListed, JobProgressed, JobStarted, ScoreReset, SegmentCreated, SegmentDeleted, SegmentUpdated,
 };
 use segmentd_domain::{AggregateId, Contact, Decimal, Envelope, Event, Timestamp};
 use std::collections::BTreeMap;
 
 const ORG: &str = "acme-gmbh";
 const EMAIL: &str = "zoe.lukasiewicz@example.de";
+const JOB: &str = "reset-2025-06-02.q2";
 const CRITERIA: &str = r#"country in ("DE", "FR") and (age between 25 and 34 or score >= 150)"#;
 const CRITERIA_2: &str = r#"country in ("DE", "FR", "AT") and (age between 25 and 34 or score >= 150)"#;
 
@@ -62,6 +64,14 @@ fn envelope(n: u128, aggregate: AggregateId, event: Event) -> Envelope {
 pub(crate) fn samples() -> Vec<Envelope> {
     let person = || AggregateId::contact(ORG, EMAIL);
     let catalog = || AggregateId::segment_catalog(ORG);
+    let job = || AggregateId::job(ORG, JOB);
+    let mut reset = contact();
+    reset.score = Some(0);
+    reset.updated_at = at("2025-06-02T12:00:00.123Z");
+    let mut bought = contact();
+    bought.purchase_count = Some(8);
+    bought.total_spent = Some(Decimal::parse("1284.46").expect("valid decimal"));
+    bought.last_purchase_at = Some(at("2025-06-02T11:58:00Z"));
     let mut updated = contact();
     updated.score = Some(175);
     updated.custom.insert("plan".into(), "enterprise".into());
@@ -103,6 +113,55 @@ pub(crate) fn samples() -> Vec<Envelope> {
             6,
             catalog(),
             Event::SegmentDeleted(SegmentDeleted { segment_id: 42, name: "Junge Vielpunkter – DACH/FR".into() }),
+        ),
+        envelope(
+            7,
+            job(),
+            Event::JobStarted(JobStarted {
+                job_id: JOB.into(),
+                kind: JobKind::ResetScores { reason: "Scoring model v2 – Übergang, ticket #4711".into() },
+                segment_id: 42,
+                segment_name: "Young high scorers (DE/FR)".into(),
+                criteria: CRITERIA.into(),
+                position: 1_234_567,
+                clock: at("2025-06-02T12:00:00.100Z"),
+                member_count: 3,
+                batch_size: 256,
+            }),
+        ),
+        envelope(
+            8,
+            job(),
+            Event::JobMembersListed(JobMembersListed {
+                first_index: 0,
+                emails: vec![EMAIL.into(), "ann@example.com".into(), "bob+news@example.org".into()],
+            }),
+        ),
+        envelope(9, job(), Event::JobProgressed(JobProgressed { next_index: 2, changed: 1, skipped: 1 })),
+        envelope(10, job(), Event::JobCompleted(JobCompleted { changed: 2, skipped: 1 })),
+        envelope(
+            11,
+            job(),
+            Event::JobAbandoned(JobAbandoned { reason: "the recorded member list holds 2 of 3 emails".into() }),
+        ),
+        envelope(
+            12,
+            person(),
+            Event::ScoreReset(ScoreReset {
+                contact: reset,
+                previous_score: Some(150),
+                reason: "Scoring model v2 – Übergang, ticket #4711".into(),
+                job_id: JOB.into(),
+            }),
+        ),
+        envelope(
+            13,
+            person(),
+            Event::ActivityRecorded(ActivityRecorded {
+                contact: bought,
+                activity: Activity::Purchase { amount: Decimal::parse("49.90").expect("valid decimal") },
+                at: at("2025-06-02T11:58:00Z"),
+            }),
         ),
     ]
 }

@@ -2,7 +2,10 @@
 
 use crate::auth::ApiKeys;
 use crate::convert;
+use crate::jobs::Jobs;
 use crate::write::{CommandMeta, Writer, command_id};
+use segmentd_domain::event::JobKind;
+use segmentd_domain::job::JobRequest;
 use segmentd_domain::segment::{SegmentCommand, SegmentName};
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::commands_server::Commands;
@@ -13,11 +16,40 @@ use tonic::{Request, Response, Status};
 pub struct CommandsService {
     writer: Arc<Writer>,
     keys: ApiKeys,
+    /// On nodes with a read model only: jobs take their member lists from it.
+    jobs: Option<Arc<Jobs>>,
 }
 
 impl CommandsService {
     pub fn new(writer: Arc<Writer>, keys: ApiKeys) -> Self {
-        CommandsService { writer, keys }
+        CommandsService { writer, keys, jobs: None }
+    }
+
+    pub fn with_jobs(mut self, jobs: Arc<Jobs>) -> Self {
+        self.jobs = Some(jobs);
+        self
+    }
+
+    async fn start_job<T>(
+        &self,
+        request: &Request<T>,
+        raw_command_id: &str,
+        segment: Option<&pb::SegmentRef>,
+        job: JobRequest,
+    ) -> Result<Response<pb::JobReply>, Status> {
+        let meta = self.meta(request, raw_command_id)?;
+        let lookup = convert::segment_ref("segment", segment)?;
+        let jobs = self.jobs.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "jobs run on nodes with a read model (segmentd serve); this node runs only the commands role",
+            )
+        })?;
+        let started = jobs.start(&meta, lookup, job).await?;
+        Ok(Response::new(pb::JobReply {
+            sequence: started.seq,
+            job: Some(convert::job(&started.job)),
+            duplicate: started.duplicate,
+        }))
     }
 
     fn meta<T>(&self, request: &Request<T>, raw_command_id: &str) -> Result<CommandMeta, Status> {
@@ -132,5 +164,47 @@ impl Commands for CommandsService {
         let command = SegmentCommand::Delete { id, expected_version: expected(req.expected_version) };
         let out = self.writer.segments(&meta, command).await?;
         Ok(Response::new(pb::DeleteSegmentReply { sequence: out.seq, duplicate: out.duplicate }))
+    }
+
+    async fn mass_update(&self, request: Request<pb::MassUpdateRequest>) -> Result<Response<pb::JobReply>, Status> {
+        let req = request.get_ref();
+        let job = JobRequest {
+            kind: JobKind::MassUpdate { field: req.field.trim().to_owned(), value: req.value.clone() },
+            confirmed: true,
+        };
+        self.start_job(&request, &req.command_id, req.segment.as_ref(), job).await
+    }
+
+    async fn delete_segment_contacts(
+        &self,
+        request: Request<pb::DeleteSegmentContactsRequest>,
+    ) -> Result<Response<pb::JobReply>, Status> {
+        let req = request.get_ref();
+        let job = JobRequest { kind: JobKind::DeleteContacts, confirmed: req.confirm };
+        self.start_job(&request, &req.command_id, req.segment.as_ref(), job).await
+    }
+
+    async fn reset_scores(&self, request: Request<pb::ResetScoresRequest>) -> Result<Response<pb::JobReply>, Status> {
+        let req = request.get_ref();
+        let job =
+            JobRequest { kind: JobKind::ResetScores { reason: req.reason.trim().to_owned() }, confirmed: req.agree };
+        self.start_job(&request, &req.command_id, req.segment.as_ref(), job).await
+    }
+
+    async fn record_activity(
+        &self,
+        request: Request<pb::RecordActivityRequest>,
+    ) -> Result<Response<pb::RecordActivityReply>, Status> {
+        let meta = self.meta(&request, &request.get_ref().command_id)?;
+        let req = request.into_inner();
+        let email = convert::email("email", &req.email)?;
+        let activity = convert::activity(&req)?;
+        let at = convert::instant("time", &req.time)?.unwrap_or_else(crate::write::now);
+        let (sequence, contact, duplicate) = self.writer.record_activity(&meta, email, activity, at).await?;
+        Ok(Response::new(pb::RecordActivityReply {
+            sequence,
+            contact: contact.as_ref().map(convert::contact),
+            duplicate,
+        }))
     }
 }

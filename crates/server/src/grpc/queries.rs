@@ -7,10 +7,17 @@ use crate::convert;
 use segmentd_domain::{Criteria, Timestamp};
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::queries_server::Queries;
-use segmentd_readmodel::{OrgView, PastModels, PastView, ReadModel, SegmentLookup, Until};
+use segmentd_readmodel::{JobNotice, JobView, OrgView, PastModels, PastView, ReadModel, SegmentLookup, Until};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+
+/// Job updates buffered for one watcher.
+const WATCH_BUFFER: usize = 64;
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -26,11 +33,18 @@ pub struct QueriesService {
     max_wait: Duration,
     /// Past states for `as_of`; absent on a node without a log.
     past: Option<Arc<PastModels>>,
+    /// Ends open WatchJobs streams, so a graceful stop does not wait on them.
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl QueriesService {
     pub fn new(model: Arc<ReadModel>, keys: ApiKeys, max_wait: Duration) -> Self {
-        QueriesService { model, keys, max_wait, past: None }
+        QueriesService { model, keys, max_wait, past: None, shutdown: None }
+    }
+
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
     }
 
     /// Answers `as_of` queries from past states rebuilt from this log.
@@ -126,8 +140,162 @@ fn not_found(lookup: &SegmentLookup<'_>) -> Status {
     }
 }
 
+fn job_not_found(id: &str) -> Status {
+    Status::not_found(format!("job {id:?} does not exist"))
+}
+
+/// Feeds one WatchJobs stream: the current state first, then every applied
+/// change, skipping notices the state already reflects. A watcher that fell
+/// behind the notice buffer gets the current state again.
+async fn watch_jobs(
+    model: Arc<ReadModel>,
+    org: String,
+    job_id: Option<String>,
+    mut notices: broadcast::Receiver<JobNotice>,
+    out: mpsc::Sender<Result<pb::Job, Status>>,
+    mut shutdown: Option<watch::Receiver<bool>>,
+) {
+    let current = |model: &ReadModel| -> Vec<JobView> {
+        model.read(&org, |view, _| match &job_id {
+            Some(id) => view.job(id).cloned().into_iter().collect(),
+            None => view.jobs().filter(|j| !j.ended()).cloned().collect(),
+        })
+    };
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut pending = current(&model);
+    loop {
+        for job in pending.drain(..) {
+            if seen.get(&job.id).is_some_and(|s| *s >= job.last_seq) {
+                continue;
+            }
+            seen.insert(job.id.clone(), job.last_seq);
+            let ended = job.ended();
+            if out.send(Ok(convert::job(&job))).await.is_err() {
+                return;
+            }
+            if ended && job_id.is_some() {
+                return;
+            }
+        }
+        let stop = async {
+            match shutdown.as_mut() {
+                Some(rx) => {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            notice = notices.recv() => match notice {
+                Ok(n) if n.org == org && job_id.as_ref().is_none_or(|id| *id == n.job.id) => pending.push(n.job),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => pending = current(&model),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            () = stop => return,
+            () = out.closed() => return,
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Queries for QueriesService {
+    type WatchJobsStream = Pin<Box<dyn Stream<Item = Result<pb::Job, Status>> + Send + 'static>>;
+
+    async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let id = convert::job_id("job_id", &request.get_ref().job_id)?;
+        self.model.read(&org, |view, _| {
+            view.job(&id).map(|j| Response::new(convert::job(j))).ok_or_else(|| job_not_found(&id))
+        })
+    }
+
+    async fn watch_jobs(
+        &self,
+        request: Request<pb::WatchJobsRequest>,
+    ) -> Result<Response<Self::WatchJobsStream>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let job_id = match request.get_ref().job_id.trim() {
+            "" => None,
+            raw => Some(convert::job_id("job_id", raw)?),
+        };
+        // Subscribed before the state is read, so no change falls between.
+        let notices = self.model.watch_jobs();
+        if let Some(id) = &job_id
+            && self.model.read(&org, |view, _| view.job(id).is_none())
+        {
+            return Err(job_not_found(id));
+        }
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(watch_jobs(Arc::clone(&self.model), org, job_id, notices, tx, self.shutdown.clone()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_score_resets(
+        &self,
+        request: Request<pb::ListScoreResetsRequest>,
+    ) -> Result<Response<pb::ListScoreResetsReply>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let req = request.get_ref();
+        let since = convert::instant("since", &req.since)?;
+        let until = convert::instant("until", &req.until)?;
+        if let (Some(s), Some(u)) = (since, until)
+            && s > u
+        {
+            return Err(Status::invalid_argument("since: must not be after until"));
+        }
+        let segment = match &req.segment {
+            None => None,
+            Some(r) => Some(convert::segment_ref("segment", Some(r))?),
+        };
+        let actor = req.actor.trim();
+        Ok(self.model.read(&org, |view, sequence| {
+            let mut resets: Vec<&JobView> = view
+                .jobs()
+                .filter(|j| j.reset_reason().is_some())
+                .filter(|j| since.is_none_or(|s| j.started_at >= s) && until.is_none_or(|u| j.started_at < u))
+                .filter(|j| actor.is_empty() || j.actor == actor)
+                .filter(|j| match &segment {
+                    None => true,
+                    Some(SegmentLookup::Id(id)) => j.segment_id == *id,
+                    Some(SegmentLookup::Name(name)) => j.segment_name.to_lowercase() == name.to_lowercase(),
+                })
+                .collect();
+            resets.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.last_seq.cmp(&a.last_seq)));
+            Response::new(pb::ListScoreResetsReply {
+                resets: resets.iter().map(|j| convert::score_reset(j, view.reset_contacts(&j.id).len())).collect(),
+                sequence,
+            })
+        }))
+    }
+
+    async fn get_score_reset(
+        &self,
+        request: Request<pb::GetScoreResetRequest>,
+    ) -> Result<Response<pb::GetScoreResetReply>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let req = request.get_ref();
+        let id = convert::job_id("job_id", &req.job_id)?;
+        let limit = page_size(req.page_size)?;
+        let from = page_token(&req.page_token)?.map_or(0, |i| i as usize);
+        self.model.read(&org, |view, sequence| {
+            let job = view
+                .job(&id)
+                .filter(|j| j.reset_reason().is_some())
+                .ok_or_else(|| Status::not_found(format!("score reset {id:?} does not exist")))?;
+            let all = view.reset_contacts(&id);
+            let page = all.get(from..).unwrap_or_default();
+            let page = &page[..page.len().min(limit)];
+            let next = from + page.len();
+            Ok(Response::new(pb::GetScoreResetReply {
+                reset: Some(convert::score_reset(job, all.len())),
+                contacts: page.iter().map(convert::affected_contact).collect(),
+                next_page_token: if next < all.len() { format!("{TOKEN_PREFIX}{next}") } else { String::new() },
+                sequence,
+            }))
+        })
+    }
+
     async fn get_contact(&self, request: Request<pb::GetContactRequest>) -> Result<Response<pb::Contact>, Status> {
         let org = self.prepare(&request, request.get_ref().min_sequence).await?;
         let email = convert::email("email", &request.get_ref().email)?;

@@ -48,13 +48,14 @@ pub fn replay_filter(org: &str, req: &pb::ReplayEventsRequest) -> Result<ReplayF
     let aggregate_kind = match req.aggregate_type.trim() {
         "" => None,
         raw => Some(AggregateKind::parse(raw).ok_or_else(|| {
-            bad(format!("aggregate_type: unknown aggregate type {raw:?}; use \"contact\" or \"segments\""))
+            bad(format!("aggregate_type: unknown aggregate type {raw:?}; use \"contact\", \"segments\" or \"job\""))
         })?),
     };
     let aggregate_id = match (req.aggregate_id.trim(), aggregate_kind) {
         ("", _) => None,
         (_, None) => return Err(bad("aggregate_id: give aggregate_type too".into())),
         (raw, Some(AggregateKind::Contact)) => Some(convert::email("aggregate_id", raw)?.into_string()),
+        (raw, Some(AggregateKind::Job)) => Some(raw.to_owned()),
         (SEGMENT_CATALOG_ID, Some(AggregateKind::Segments)) => Some(SEGMENT_CATALOG_ID.to_owned()),
         (raw, Some(AggregateKind::Segments)) => {
             return Err(bad(format!(
