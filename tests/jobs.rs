@@ -335,7 +335,7 @@ async fn given_a_confirmed_delete_when_it_completes_then_the_members_are_gone_fr
         .count_members(with_key(pb::CountMembersRequest {
             segment: by_name("germany"),
             min_sequence: done.sequence,
-            at: String::new(),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -424,7 +424,7 @@ async fn recorded_activity_updates_behaviour_fields_that_criteria_use() {
     let fields = r.contact.unwrap().fields;
     assert_eq!((fields["purchase_count"].as_str(), fields["total_spent"].as_str()), ("1", "49.9"));
     let count =
-        |seq: u64| pb::CountMembersRequest { segment: by_name("engaged"), min_sequence: seq, at: String::new() };
+        |seq: u64| pb::CountMembersRequest { segment: by_name("engaged"), min_sequence: seq, ..Default::default() };
     assert_eq!(s.queries.count_members(count(r.sequence)).await.unwrap().into_inner().count, 0, "not opened yet");
 
     // An open long ago does not count as "within the last 7 days"; one now does.
