@@ -96,6 +96,18 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Opens a WatchJobs stream; only opening is retried.
+    pub(crate) async fn watch_jobs(&self, request: pb::WatchJobsRequest) -> Result<Streaming<pb::Job>, Status> {
+        retry(|| {
+            let mut client = self.queries.clone();
+            let request = request.clone();
+            async move { client.watch_jobs(request).await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+}
+
 /// Runs `call` until it answers something other than UNAVAILABLE, at most
 /// [`ATTEMPTS`] times, backing off exponentially. Writes are safe to retry
 /// because every request carries the same command id on each attempt.
@@ -156,6 +168,13 @@ rpcs! {
     queries.preview_criteria(pb::PreviewCriteriaRequest) -> pb::PreviewCriteriaReply;
     replay.segment_history(pb::SegmentHistoryRequest) -> pb::HistoryReply;
     replay.contact_history(pb::ContactHistoryRequest) -> pb::HistoryReply;
+    commands.mass_update(pb::MassUpdateRequest) -> pb::JobReply;
+    commands.delete_segment_contacts(pb::DeleteSegmentContactsRequest) -> pb::JobReply;
+    commands.reset_scores(pb::ResetScoresRequest) -> pb::JobReply;
+    commands.record_activity(pb::RecordActivityRequest) -> pb::RecordActivityReply;
+    queries.get_job(pb::GetJobRequest) -> pb::Job;
+    queries.list_score_resets(pb::ListScoreResetsRequest) -> pb::ListScoreResetsReply;
+    queries.get_score_reset(pb::GetScoreResetRequest) -> pb::GetScoreResetReply;
 }
 
 /// A fresh command id for one write; retries of that write reuse it.

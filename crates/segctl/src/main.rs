@@ -1,6 +1,8 @@
 //! `segctl`, the command-line client of segmentd: import contacts from CSV,
-//! manage segments, count and list their members, preview criteria, replay
-//! the event history and show a segment's or a contact's history.
+//! manage segments, count and list their members, preview criteria, run
+//! jobs (mass update, delete contacts, reset scores) and follow them, read
+//! the score-reset audit, record activity, replay the event history and
+//! show a segment's or a contact's history.
 //!
 //! **Must not depend on** any segmentd server crate (domain, log, readmodel,
 //! server): it speaks the wire API only, through the generated gRPC client
@@ -9,6 +11,7 @@
 mod client;
 mod events;
 mod import;
+mod jobs;
 mod output;
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
@@ -42,7 +45,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }
@@ -55,6 +58,12 @@ enum Command {
     /// Create, change, delete and query segments.
     #[command(subcommand)]
     Segments(SegmentsCommand),
+    /// Follow jobs (mass update, delete contacts, reset scores).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Score resets for auditors: who reset whose score, when and why.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Replay the organisation's event history in log order, as JSON lines or CSV.
     Events(events::EventsArgs),
     /// Count and show the contacts criteria would match, without saving a segment.
@@ -93,6 +102,76 @@ enum ContactsCommand {
     },
     /// Every event of one contact, oldest first: who changed what, from what to what.
     History { email: String },
+    /// Record what a contact did; updates last_opened_at, purchase_count,
+    /// total_spent and last_purchase_at.
+    Activity {
+        email: String,
+        #[arg(long, value_enum)]
+        kind: ActivityKind,
+        /// The purchase amount, e.g. 49.90 (purchase only).
+        #[arg(long, required_if_eq("kind", "purchase"))]
+        amount: Option<String>,
+        /// The link clicked (clicked only).
+        #[arg(long)]
+        url: Option<String>,
+        /// When it happened (RFC 3339); default now.
+        #[arg(long, value_name = "RFC3339")]
+        time: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ActivityKind {
+    Opened,
+    Clicked,
+    Purchase,
+}
+
+#[derive(Subcommand, Debug)]
+enum JobsCommand {
+    /// Show a job's state and counts.
+    Get {
+        #[arg(value_name = "JOB_ID")]
+        id: String,
+        /// Wait until the server has applied this log sequence.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        min_sequence: u64,
+    },
+    /// Print a job's progress until it ends; without an id, every job of the
+    /// organisation until interrupted.
+    Watch {
+        #[arg(value_name = "JOB_ID")]
+        id: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// List score resets, newest first.
+    ScoreResets {
+        #[command(flatten)]
+        filter: jobs::ResetFilter,
+    },
+    /// One score reset with every contact it reset and the score it had.
+    ScoreReset {
+        #[arg(value_name = "JOB_ID")]
+        id: String,
+        /// Contacts to print; 0 prints all of them.
+        #[arg(long, default_value_t = 0)]
+        limit: u64,
+    },
+}
+
+/// How a job command starts and follows its job.
+#[derive(clap::Args, Debug)]
+struct JobOptions {
+    /// The job's id (its command id); a retry with the same id answers with
+    /// the same job [default: a fresh one].
+    #[arg(long, value_name = "ID")]
+    job_id: Option<String>,
+    /// Follow the job, printing its progress, until it ends.
+    #[arg(long)]
+    wait: bool,
 }
 
 /// The clock and consistency of a read.
@@ -170,6 +249,41 @@ enum SegmentsCommand {
         #[arg(value_name = "NAME|ID")]
         segment: String,
     },
+    /// Set one field to one value on every member (a job).
+    MassUpdate {
+        #[arg(value_name = "NAME|ID")]
+        segment: String,
+        #[arg(long)]
+        field: String,
+        /// The value in the same text form as an import; "" clears the field.
+        #[arg(long)]
+        value: String,
+        #[command(flatten)]
+        job: JobOptions,
+    },
+    /// Delete every member from the organisation, not only from the segment (a job).
+    DeleteContacts {
+        #[arg(value_name = "NAME|ID")]
+        segment: String,
+        /// Required: the contacts are deleted from the organisation.
+        #[arg(long)]
+        confirm: bool,
+        #[command(flatten)]
+        job: JobOptions,
+    },
+    /// Reset every member's score to 0, recording why and each previous score (a job).
+    ResetScores {
+        #[arg(value_name = "NAME|ID")]
+        segment: String,
+        /// Why; shown to auditors.
+        #[arg(long)]
+        reason: String,
+        /// Required: you agree that every member's score is reset.
+        #[arg(long)]
+        agree: bool,
+        #[command(flatten)]
+        job: JobOptions,
+    },
     /// List a segment's members, one per line (text: tab-separated; json: JSON lines).
     Members {
         #[arg(value_name = "NAME|ID")]
@@ -214,13 +328,13 @@ impl PastOption {
 
 /// Writes to stdout; a closed pipe (`segctl … | head`) surfaces as an
 /// error that `main` treats as a quiet end.
-fn emit(text: &str) -> std::io::Result<()> {
+pub(crate) fn emit(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()
 }
 
-fn emit_json(value: &serde_json::Value) -> std::io::Result<()> {
+pub(crate) fn emit_json(value: &serde_json::Value) -> std::io::Result<()> {
     emit(&format!("{value}\n"))
 }
 
@@ -262,6 +376,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let reply = api.contact_history(pb::ContactHistoryRequest { email }).await?;
             print_history(out, &reply)?;
         }
+        Command::Contacts(ContactsCommand::Activity { email, kind, amount, url, time }) => {
+            let kind = match kind {
+                ActivityKind::Opened => pb::ActivityKind::EmailOpened,
+                ActivityKind::Clicked => pb::ActivityKind::LinkClicked,
+                ActivityKind::Purchase => pb::ActivityKind::Purchase,
+            };
+            let reply = api
+                .record_activity(pb::RecordActivityRequest {
+                    command_id: command_id(),
+                    email,
+                    kind: kind.into(),
+                    amount: amount.unwrap_or_default(),
+                    url: url.unwrap_or_default(),
+                    time: time.unwrap_or_default(),
+                })
+                .await?;
+            let contact = reply.contact.unwrap_or_default();
+            match out {
+                Output::Text => emit(&format!("{}sequence: {}\n", contact_text(&contact), reply.sequence))?,
+                Output::Json => emit_json(&json!({
+                    "contact": contact_json::<&str>(&contact, None),
+                    "sequence": reply.sequence,
+                    "duplicate": reply.duplicate,
+                }))?,
+            }
+        }
+        Command::Jobs(JobsCommand::Get { id, min_sequence }) => jobs::get(&api, out, id, min_sequence).await?,
+        Command::Jobs(JobsCommand::Watch { id }) => jobs::watch(&api, out, id, 0).await?,
+        Command::Audit(AuditCommand::ScoreResets { filter }) => jobs::list_resets(&api, out, filter).await?,
+        Command::Audit(AuditCommand::ScoreReset { id, limit }) => jobs::show_reset(&api, out, id, limit).await?,
         Command::Segments(command) => segments(&api, out, command).await?,
         Command::Events(args) => events::run(&api, args, out).await?,
         Command::Preview { criteria: text, limit, read, fields } => {
@@ -380,6 +524,18 @@ async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::R
             let (reply, _) =
                 with_segment(&segment, |r| api.segment_history(pb::SegmentHistoryRequest { segment: Some(r) })).await?;
             print_history(out, &reply)?;
+        }
+        SegmentsCommand::MassUpdate { segment, field, value, job } => {
+            let what = jobs::Start::MassUpdate { field, value };
+            jobs::start(api, out, &segment, job.job_id, what, job.wait).await?;
+        }
+        SegmentsCommand::DeleteContacts { segment, confirm, job } => {
+            let what = jobs::Start::DeleteContacts { confirm };
+            jobs::start(api, out, &segment, job.job_id, what, job.wait).await?;
+        }
+        SegmentsCommand::ResetScores { segment, reason, agree, job } => {
+            let what = jobs::Start::ResetScores { reason, agree };
+            jobs::start(api, out, &segment, job.job_id, what, job.wait).await?;
         }
         SegmentsCommand::Members { segment, limit, page_size, fields, read, past } => {
             let page_size = page_size.unwrap_or(default_page_size(limit));
@@ -529,6 +685,15 @@ mod tests {
         assert!(parse(&["events", "--aggregate-type", "segment"]).is_err());
         assert!(parse(&["segments", "history", "germany"]).is_ok());
         assert!(parse(&["contacts", "history", "a@x.com"]).is_ok());
+        assert!(parse(&["segments", "reset-scores", "germany", "--reason", "v2", "--agree", "--wait"]).is_ok());
+        assert!(parse(&["segments", "delete-contacts", "germany", "--confirm", "--job-id", "d1"]).is_ok());
+        assert!(parse(&["segments", "mass-update", "germany", "--field", "city", "--value", ""]).is_ok());
+        assert!(parse(&["contacts", "activity", "a@x.com", "--kind", "purchase"]).is_err(), "a purchase needs an amount");
+        assert!(parse(&["contacts", "activity", "a@x.com", "--kind", "purchase", "--amount", "9.5"]).is_ok());
+        assert!(parse(&["audit", "score-resets", "--since", "2025-01-01T00:00:00Z", "--actor", "acme/key-1"]).is_ok());
+        assert!(parse(&["audit", "score-reset", "reset-q2"]).is_ok());
+        assert!(parse(&["jobs", "watch"]).is_ok());
+        assert!(parse(&["jobs", "get", "reset-q2"]).is_ok());
     }
 
     #[test]
