@@ -688,7 +688,10 @@ mod tests {
         assert!(parse(&["segments", "reset-scores", "germany", "--reason", "v2", "--agree", "--wait"]).is_ok());
         assert!(parse(&["segments", "delete-contacts", "germany", "--confirm", "--job-id", "d1"]).is_ok());
         assert!(parse(&["segments", "mass-update", "germany", "--field", "city", "--value", ""]).is_ok());
-        assert!(parse(&["contacts", "activity", "a@x.com", "--kind", "purchase"]).is_err(), "a purchase needs an amount");
+        assert!(
+            parse(&["contacts", "activity", "a@x.com", "--kind", "purchase"]).is_err(),
+            "a purchase needs an amount"
+        );
         assert!(parse(&["contacts", "activity", "a@x.com", "--kind", "purchase", "--amount", "9.5"]).is_ok());
         assert!(parse(&["audit", "score-resets", "--since", "2025-01-01T00:00:00Z", "--actor", "acme/key-1"]).is_ok());
         assert!(parse(&["audit", "score-reset", "reset-q2"]).is_ok());

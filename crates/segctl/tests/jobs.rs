@@ -21,7 +21,17 @@ async fn reset_scores_then_read_the_audit_entry() {
         let refused = segctl(&s, &["segments", "reset-scores", "germany", "--reason", "v2"]);
         let reset = stdout(&segctl(
             &s,
-            &["segments", "reset-scores", "germany", "--reason", "scoring model v2", "--agree", "--job-id", "reset-q2", "--wait"],
+            &[
+                "segments",
+                "reset-scores",
+                "germany",
+                "--reason",
+                "scoring model v2",
+                "--agree",
+                "--job-id",
+                "reset-q2",
+                "--wait",
+            ],
         ));
         let members = stdout(&segctl(&s, &["segments", "count", "germany"]));
         let list = stdout(&segctl(&s, &["audit", "score-resets", "--segment", "germany"]));
@@ -53,7 +63,17 @@ async fn reset_scores_then_read_the_audit_entry() {
     let (activity, job) = tokio::task::spawn_blocking(move || {
         let activity = stdout(&segctl(
             &s,
-            &["--output", "json", "contacts", "activity", "marco.anderson1@hotmail.com", "--kind", "purchase", "--amount", "49.90"],
+            &[
+                "--output",
+                "json",
+                "contacts",
+                "activity",
+                "marco.anderson1@hotmail.com",
+                "--kind",
+                "purchase",
+                "--amount",
+                "49.90",
+            ],
         ));
         let job = stdout(&segctl(&s, &["--output", "json", "jobs", "get", "reset-q2"]));
         (activity, job)
