@@ -197,6 +197,27 @@ async fn given_a_segment_when_scores_are_reset_then_every_member_is_reset_once_a
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
+
+    // After a restart the read model loads jobs and the audit from disk.
+    let listed = s.queries.list_score_resets(with_key(list(None, "", ""))).await.unwrap().into_inner().resets;
+    s.served.stop().await.unwrap();
+    let mut s = keyed(dir.path()).await;
+    let again = s.queries.list_score_resets(with_key(list(None, "", ""))).await.unwrap().into_inner().resets;
+    assert_eq!(again, listed);
+    let page = s
+        .queries
+        .get_score_reset(with_key(pb::GetScoreResetRequest {
+            job_id: "reset-q2".into(),
+            page_size: 100,
+            page_token: String::new(),
+            min_sequence: done.sequence,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.contacts, want);
+    let job = s.queries.get_job(with_key(pb::GetJobRequest { job_id: "reset-q2".into(), min_sequence: 0 })).await;
+    assert_eq!(job.unwrap().into_inner(), *done);
     s.served.stop().await.unwrap();
 }
 
@@ -469,5 +490,81 @@ async fn recorded_activity_updates_behaviour_fields_that_criteria_use() {
         assert_eq!(e.code(), code, "{request:?}: {e:?}");
     }
     assert_eq!(s.last_seq().await, before, "refusals append nothing");
+    s.served.stop().await.unwrap();
+}
+
+/// The same job on the production log: a real nats-server, own port and
+/// store. Every member's score is reset once, and the audit matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_a_reset_job_changes_every_member_once() {
+    let nats = segmentd_log_nats::testkit::NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = segmentd_server::ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    config.backend = segmentd_server::LogBackend::Nats(Box::new(nats.log_config()));
+    config.jobs.batch_size = 7;
+    let mut s = segmentd_tests::start_config(config).await;
+    let contacts = (0..50).map(|i| contact(&format!("n{i}@example.com"), &[("score", &i.to_string())])).collect();
+    import(&mut s.commands, contacts).await;
+    s.commands
+        .create_segment(pb::CreateSegmentRequest {
+            command_id: String::new(),
+            name: "all".into(),
+            criteria: text("email is_not_empty"),
+        })
+        .await
+        .unwrap();
+    let reply = s
+        .commands
+        .reset_scores(pb::ResetScoresRequest {
+            command_id: "nats-reset".into(),
+            segment: by_name("all"),
+            reason: "r".into(),
+            agree: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut stream = s
+        .queries
+        .watch_jobs(pb::WatchJobsRequest { job_id: "nats-reset".into(), min_sequence: reply.sequence })
+        .await
+        .unwrap()
+        .into_inner();
+    let done = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let job = stream.next().await.expect("the stream lasts until the job ends").unwrap();
+            if job.state != pb::JobState::Running as i32 {
+                return job;
+            }
+        }
+    })
+    .await
+    .expect("the job ends within a minute");
+    assert_eq!((done.state, done.changed, done.skipped), (pb::JobState::Completed as i32, 50, 0));
+    let mut replay = segmentd_proto::v1::replay_client::ReplayClient::new(s.channel.clone());
+    let mut events = replay
+        .replay_events(pb::ReplayEventsRequest { event_types: vec!["ScoreReset".into()], ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut per_contact = std::collections::BTreeMap::<String, u32>::new();
+    while let Some(e) = events.message().await.unwrap() {
+        *per_contact.entry(e.aggregate_id).or_default() += 1;
+    }
+    assert_eq!(per_contact.len(), 50);
+    assert!(per_contact.values().all(|n| *n == 1), "{per_contact:?}");
+    let reset = s
+        .queries
+        .get_score_reset(pb::GetScoreResetRequest {
+            job_id: "nats-reset".into(),
+            page_size: 1000,
+            min_sequence: done.sequence,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reset.contacts.len(), 50);
+    assert_eq!(reset.contacts[3], pb::AffectedContact { email: "n3@example.com".into(), previous_score: Some(3) });
     s.served.stop().await.unwrap();
 }
