@@ -2,7 +2,7 @@
 //! resumes by itself, completes, and every member's score was reset exactly
 //! once (one `ScoreReset` event per contact in the log, each with the score
 //! the contact had before). Runs the real binary, so the crash is a real
-//! process death.
+//! process death; on the embedded log and on a real nats-server.
 
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::commands_client::CommandsClient;
@@ -57,9 +57,23 @@ fn score(i: usize) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_score_reset_job_resets_every_member_exactly_once_after_restart() {
+    crash_mid_job(&[]).await;
+}
+
+/// The same on NATS, where one batch is several messages: a kill can land
+/// between them, and the re-run must complete the batch without repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_sigkill_during_a_score_reset_job_resets_every_member_exactly_once_after_restart() {
+    let nats = segmentd_log_nats::testkit::NatsServer::start().await;
+    let url = nats.url();
+    crash_mid_job(&["--nats-url", &url]).await;
+}
+
+async fn crash_mid_job(backend: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     // Small, paced batches so that the kill lands mid-job.
-    let mut server = spawn(dir.path(), &["--job-batch-size", "20", "--job-pause-ms", "25"]).await;
+    let first: Vec<&str> = backend.iter().copied().chain(["--job-batch-size", "20", "--job-pause-ms", "25"]).collect();
+    let mut server = spawn(dir.path(), &first).await;
     let mut commands = CommandsClient::new(server.channel.clone());
     for batch in 0..CONTACTS / 1000 {
         let contacts = (batch * 1000..batch * 1000 + 1000)
@@ -115,7 +129,7 @@ async fn sigkill_during_a_score_reset_job_resets_every_member_exactly_once_after
     assert!(at_kill.processed < CONTACTS as u64, "{at_kill:?}");
 
     // The restarted process resumes the job by itself.
-    let server = spawn(dir.path(), &[]).await;
+    let server = spawn(dir.path(), backend).await;
     let mut queries = QueriesClient::new(server.channel.clone());
     let mut watch =
         queries.watch_jobs(pb::WatchJobsRequest { job_id: JOB.into(), min_sequence: 0 }).await.unwrap().into_inner();
