@@ -244,6 +244,28 @@ fn summary(e: &pb::RecordedEvent, fields: &mut BTreeMap<String, String>) -> Stri
             parts.join("; ")
         }
         "SegmentDeleted" => format!("deleted {}", quoted(&data["name"])),
+        "ScoreReset" => {
+            *fields = contact_fields(&data);
+            let previous =
+                if data["previous_score"].is_null() { "(empty)".to_owned() } else { text_of(&data["previous_score"]) };
+            format!(
+                "score reset: {previous} → {} by job {} ({})",
+                shown(fields.get("score")),
+                text_of(&data["job_id"]),
+                quoted(&data["reason"])
+            )
+        }
+        "ActivityRecorded" => {
+            *fields = contact_fields(&data);
+            let mut what = format!("{} at {}", text_of(&data["activity"]), text_of(&data["at"]));
+            if !data["amount"].is_null() {
+                what.push_str(&format!(", amount {}", text_of(&data["amount"])));
+            }
+            if !data["url"].is_null() {
+                what.push_str(&format!(", url {}", text_of(&data["url"])));
+            }
+            what
+        }
         // A type newer than this segctl: its payload as the server wrote it.
         _ => e.data_json.clone(),
     }
@@ -383,6 +405,30 @@ mod tests {
         assert!(lines[1].ends_with(r#"version 2; criteria: country = "DE" → age > 3"#), "{text}");
         assert!(lines[2].ends_with(r#"deleted "de""#), "{text}");
         assert!(lines[3].ends_with(r#"{"x":1}"#), "{text}");
+    }
+
+    #[test]
+    fn histories_show_resets_and_activity() {
+        let contact = [
+            event(3, "ContactCreated", json!({"email": "a@x.com", "fields": {"score": "150"}})),
+            event(
+                4,
+                "ScoreReset",
+                json!({"email": "a@x.com", "fields": {"score": "0"}, "previous_score": 150, "reason": "v2", "job_id": "r1"}),
+            ),
+            event(
+                5,
+                "ActivityRecorded",
+                json!({"email": "a@x.com", "fields": {"score": "0", "purchase_count": "1"}, "activity": "purchase",
+                       "url": null, "amount": "9.5", "at": "2025-01-01T00:00:05Z"}),
+            ),
+            event(6, "ContactUpdated", json!({"email": "a@x.com", "fields": {"score": "7"}, "changed": ["score"]})),
+        ];
+        let text = history_text(&contact);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].ends_with(r#"score reset: 150 → 0 by job r1 ("v2")"#), "{text}");
+        assert!(lines[2].ends_with("purchase at 2025-01-01T00:00:05Z, amount 9.5"), "{text}");
+        assert!(lines[3].ends_with("score: 0 → 7"), "{text}");
     }
 
     #[test]
