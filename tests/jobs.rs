@@ -568,3 +568,28 @@ async fn on_nats_a_reset_job_changes_every_member_once() {
     assert_eq!(reset.contacts[3], pb::AffectedContact { email: "n3@example.com".into(), previous_score: Some(3) });
     s.served.stop().await.unwrap();
 }
+
+/// Member lists come from a read model: a node with only the commands role
+/// refuses jobs, saying why, and records nothing.
+#[tokio::test]
+async fn a_commands_only_node_refuses_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = segmentd_server::ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    config.roles = segmentd_server::Roles::COMMANDS;
+    let mut s = segmentd_tests::start_config(config).await;
+    let before = s.last_seq().await;
+    let e = s
+        .commands
+        .reset_scores(pb::ResetScoresRequest {
+            command_id: String::new(),
+            segment: by_name("all"),
+            reason: "r".into(),
+            agree: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("read model"), "{e:?}");
+    assert_eq!(s.last_seq().await, before);
+    s.served.stop().await.unwrap();
+}
