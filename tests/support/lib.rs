@@ -80,3 +80,46 @@ pub async fn import(commands: &mut CommandsClient<Channel>, contacts: Vec<pb::Co
     }
     seq
 }
+
+/// `msg` with `x-api-key: key`.
+pub fn with_key<T>(key: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(segmentd_server::auth::API_KEY_HEADER, key.parse().expect("a key is ASCII"));
+    r
+}
+
+/// Every RPC of the compiled proto as a full path (`/segments.v1.Commands/CreateSegment`),
+/// read from the file descriptor set the server's reflection serves.
+pub fn proto_methods() -> Vec<String> {
+    use prost::Message as _;
+    let set = prost_types::FileDescriptorSet::decode(segmentd_proto::FILE_DESCRIPTOR_SET).expect("descriptor set");
+    let mut paths = Vec::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                paths.push(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+            }
+        }
+    }
+    paths
+}
+
+/// Calls any RPC by path with an empty request message (every field at its
+/// default) and reads the whole answer, so a test can exercise every RPC
+/// without knowing its types. Unary RPCs answer as a one-message stream.
+pub async fn call_empty(channel: &Channel, path: &str, key: Option<&str>) -> Result<usize, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let request = match key {
+        Some(key) => with_key(key, ()),
+        None => tonic::Request::new(()),
+    };
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).expect("a method path");
+    let mut stream = grpc.server_streaming(request, path, codec).await?.into_inner();
+    let mut messages = 0;
+    while stream.message().await?.is_some() {
+        messages += 1;
+    }
+    Ok(messages)
+}

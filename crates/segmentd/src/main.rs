@@ -6,7 +6,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use segmentd_server::auth::ApiKeys;
+use segmentd_server::auth::{ApiKeys, KeyFile, Role, key_file};
 use segmentd_server::jobs::JobSettings;
 use segmentd_server::rebuild::Until;
 use segmentd_server::{LogBackend, NatsConfig, Roles, ServeConfig};
@@ -74,6 +74,54 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Manage API keys: the key file holds only SHA-256 digests; a new key's
+    /// secret is printed once, by `create`.
+    Keys {
+        #[command(flatten)]
+        file: KeyFileArgs,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(clap::Args)]
+struct KeyFileArgs {
+    /// The data directory whose api-keys.json to edit (what `serve --data-dir` uses).
+    #[arg(long, env = "SEGMENTD_DATA_DIR", default_value = "segmentd-data")]
+    data_dir: PathBuf,
+    /// The key file itself, instead of <data-dir>/api-keys.json.
+    #[arg(long, env = "SEGMENTD_API_KEYS_FILE")]
+    api_keys_file: Option<PathBuf>,
+}
+
+impl KeyFileArgs {
+    fn path(&self) -> PathBuf {
+        self.api_keys_file.clone().unwrap_or_else(|| self.data_dir.join(key_file::DEFAULT_FILE_NAME))
+    }
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Creates a key and prints its secret (shown only this once).
+    Create {
+        /// The organisation the key reads and writes.
+        #[arg(long)]
+        org: String,
+        /// A name for the key, unique among the org's active keys; recorded as the actor of its commands.
+        #[arg(long)]
+        name: String,
+        /// admin, service (writes and reads), analyst (reads, replay) or auditor (replay, audit trail).
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+    /// Lists every key (active and revoked), without secrets.
+    List,
+    /// Revokes a key by id, or by ORG/NAME; running servers stop accepting it within seconds.
+    Revoke { key: String },
+}
+
+fn parse_role(raw: &str) -> Result<Role, String> {
+    Role::parse(raw).ok_or_else(|| format!("{raw:?} is not a role; use admin, service, analyst or auditor"))
 }
 
 #[derive(clap::Args)]
@@ -125,9 +173,13 @@ struct CommonArgs {
     /// Directory for the embedded event log and the read models.
     #[arg(long, env = "SEGMENTD_DATA_DIR", default_value = "segmentd-data")]
     data_dir: PathBuf,
-    /// API keys as ORG:KEY (repeat, or comma-separate in the variable). None: open access as org "default".
+    /// API keys as ORG:KEY, each an admin of ORG (repeat, or comma-separate in the variable); for
+    /// development — production keys live in the key file. No keys at all: open access as org "default".
     #[arg(long = "api-key", env = "SEGMENTD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     api_keys: Vec<String>,
+    /// The API key file (managed by `segmentd keys`); default <data-dir>/api-keys.json. Re-read when it changes.
+    #[arg(long, env = "SEGMENTD_API_KEYS_FILE")]
+    api_keys_file: Option<PathBuf>,
     /// Longest a query waits for the read model to reach its min_sequence, in milliseconds.
     #[arg(long, env = "SEGMENTD_QUERY_WAIT_MS", default_value_t = 10_000)]
     query_wait_ms: u64,
@@ -229,14 +281,55 @@ async fn main() -> anyhow::Result<()> {
             config.snapshot = true;
             run(config, common.log_json).await
         }
+        Command::Keys { file, action } => keys(&file.path(), action),
     }
+}
+
+fn keys(path: &std::path::Path, action: KeysAction) -> anyhow::Result<()> {
+    match action {
+        KeysAction::Create { org, name, role } => {
+            let new = KeyFile::create_key(path, &org, &name, role)?;
+            eprintln!(
+                "created key {} ({}/{}, role {}) in {}; the secret below is not stored anywhere — keep it now:",
+                new.record.id,
+                new.record.org,
+                new.record.name,
+                new.record.role,
+                path.display()
+            );
+            println!("{}", new.secret);
+        }
+        KeysAction::List => {
+            println!("{:<16}  {:<20}  {:<24}  {:<8}  {:<24}  REVOKED", "ID", "ORG", "NAME", "ROLE", "CREATED");
+            for k in KeyFile::list(path)? {
+                println!(
+                    "{:<16}  {:<20}  {:<24}  {:<8}  {:<24}  {}",
+                    k.id,
+                    k.org,
+                    k.name,
+                    k.role,
+                    k.created_at,
+                    k.revoked_at.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        KeysAction::Revoke { key } => {
+            let k = KeyFile::revoke(path, &key)?;
+            eprintln!("revoked key {} ({}/{}, role {})", k.id, k.org, k.name, k.role);
+        }
+    }
+    Ok(())
 }
 
 impl CommonArgs {
     fn config(&self, roles: Roles) -> anyhow::Result<ServeConfig> {
         let mut config = ServeConfig::new(self.listen, self.data_dir.clone());
         config.roles = roles;
-        config.api_keys = ApiKeys::parse(&self.api_keys).context("--api-key")?;
+        let key_file = self.api_keys_file.clone().unwrap_or_else(|| self.data_dir.join(key_file::DEFAULT_FILE_NAME));
+        config.api_keys = ApiKeys::parse(&self.api_keys)
+            .context("--api-key")?
+            .with_file(&key_file)
+            .with_context(|| format!("API key file {}", key_file.display()))?;
         config.query_wait = Duration::from_millis(self.query_wait_ms);
         config.as_of_cache = self.as_of_cache;
         config.jobs = JobSettings { batch_size: self.job_batch_size, pause: Duration::from_millis(self.job_pause_ms) };

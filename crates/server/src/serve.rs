@@ -1,7 +1,7 @@
 //! Assembles one segmentd process: the log, the projector, the read model
 //! and the gRPC services (with health and reflection), and stops it cleanly.
 
-use crate::auth::ApiKeys;
+use crate::auth::{ApiKeys, AuthLayer};
 use crate::grpc::{CommandsService, QueriesService, ReplayService};
 use crate::jobs::{JobSettings, Jobs};
 use crate::write::Writer;
@@ -316,9 +316,13 @@ async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Res
     });
     let replay =
         log.as_ref().map(|log| ReplayServer::new(ReplayService::new(Arc::clone(log), config.api_keys.clone())));
+    if config.api_keys.file().is_some() {
+        tokio::spawn(crate::auth::follow_key_file(config.api_keys.clone(), KEY_FILE_POLL, shutdown_rx.clone()));
+    }
     let mut stop = shutdown_rx.clone();
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(AuthLayer::new(config.api_keys.clone()))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -338,5 +342,9 @@ async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Res
     tracing::info!(%addr, roles = ?config.roles, backend = ?config.backend, "segmentd serving");
     Ok(Served { addr, model, log, jobs, shutdown, server, projector })
 }
+
+/// How often a server looks for changes to its API key file: the longest a
+/// revoked key keeps working.
+pub const KEY_FILE_POLL: Duration = Duration::from_secs(2);
 
 pub const DEFAULT_NATS_STREAM: &str = segmentd_log_nats::DEFAULT_STREAM;

@@ -1,6 +1,7 @@
 //! Every error → gRPC status, in one place. Infrastructure failures are
 //! logged with their source and answered without internals.
 
+use crate::auth::AuthError;
 use crate::convert::BadRequest;
 use crate::history::HistoryError;
 use crate::jobs::JobError;
@@ -14,6 +15,23 @@ use tonic::Status;
 impl From<BadRequest> for Status {
     fn from(e: BadRequest) -> Status {
         Status::invalid_argument(e.0)
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(e: AuthError) -> Status {
+        match &e {
+            AuthError::MissingKey | AuthError::KeyNotText | AuthError::UnknownKey => {
+                Status::unauthenticated(e.to_string())
+            }
+            AuthError::Denied { path, .. } => {
+                let allowed = crate::auth::roles::allowed_roles(path)
+                    .map(|roles| roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_else(|| "none: the RPC is not in the role table".to_owned());
+                Status::permission_denied(format!("{e} (allowed: {allowed})"))
+            }
+            AuthError::NoMethod => Status::permission_denied(e.to_string()),
+        }
     }
 }
 
