@@ -191,11 +191,10 @@ impl KeyFile {
             let found = file
                 .keys
                 .iter_mut()
-                .filter(|k| match by_name {
+                .find(|k| match by_name {
                     Some((org, name)) => k.org == org && k.name == name && k.revoked_at.is_none(),
                     None => k.id == which,
                 })
-                .next()
                 .ok_or_else(|| KeyFileError::NoSuchKey(which.to_owned()))?;
             if found.revoked_at.is_some() {
                 return Err(KeyFileError::AlreadyRevoked(which.to_owned()));
