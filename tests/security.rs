@@ -171,12 +171,21 @@ async fn write_org(
     }
     let own_segment_id = s
         .queries
-        .get_segment(with_key(key, pb::GetSegmentRequest { segment: by_name(own), min_sequence: seq }))
+        .get_segment(with_key(
+            key,
+            pb::GetSegmentRequest { segment: by_name(own), min_sequence: seq, ..Default::default() },
+        ))
         .await
         .unwrap()
         .into_inner()
         .id;
     (OrgData { org, key: key.to_owned(), email, city, own_segment: own, own_segment_id }, seq)
+}
+
+/// Time travel to the state after `seq`: past states are rebuilt from the
+/// whole log, so they must be filtered by org just like the live one.
+fn as_of_now(seq: u64) -> Option<pb::AsOf> {
+    Some(pb::AsOf { point: Some(pb::as_of::Point::Sequence(seq)) })
 }
 
 /// Checks, for one query or replay RPC, that `me` sees its own data and
@@ -204,20 +213,25 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
             assert_eq!(e.code(), Code::NotFound, "{path}");
         }
         "GetSegment" => {
-            let e = q
-                .get_segment(with_key(
-                    key,
-                    pb::GetSegmentRequest { segment: by_name(other.own_segment), min_sequence: seq },
-                ))
-                .await
-                .unwrap_err();
-            assert_eq!(e.code(), Code::NotFound, "{path}");
-            if other.own_segment_id != me.own_segment_id {
-                let by_id = Some(pb::SegmentRef { by: Some(pb::segment_ref::By::Id(other.own_segment_id)) });
-                if let Ok(seg) =
-                    q.get_segment(with_key(key, pb::GetSegmentRequest { segment: by_id, min_sequence: seq })).await
-                {
-                    assert_ne!(seg.into_inner().name, other.own_segment, "{path}: the other org's segment by id");
+            for as_of in [None, as_of_now(seq)] {
+                let e = q
+                    .get_segment(with_key(
+                        key,
+                        pb::GetSegmentRequest {
+                            segment: by_name(other.own_segment),
+                            min_sequence: seq,
+                            as_of: as_of.clone(),
+                        },
+                    ))
+                    .await
+                    .unwrap_err();
+                assert_eq!(e.code(), Code::NotFound, "{path} as of {as_of:?}");
+                if other.own_segment_id != me.own_segment_id {
+                    let by_id = Some(pb::SegmentRef { by: Some(pb::segment_ref::By::Id(other.own_segment_id)) });
+                    let req = pb::GetSegmentRequest { segment: by_id, min_sequence: seq, as_of: as_of.clone() };
+                    if let Ok(seg) = q.get_segment(with_key(key, req)).await {
+                        assert_ne!(seg.into_inner().name, other.own_segment, "{path}: the other org's segment by id");
+                    }
                 }
             }
         }
@@ -234,34 +248,45 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
             assert_eq!(names, BTreeSet::from(["de".to_owned(), me.own_segment.to_owned()]), "{path}");
         }
         "CountMembers" => {
-            let count = q
-                .count_members(with_key(
-                    key,
-                    pb::CountMembersRequest { segment: by_name("de"), min_sequence: seq, at: String::new() },
-                ))
-                .await
-                .unwrap()
-                .into_inner()
-                .count;
-            assert_eq!(count, 2, "{path}: own contact and own copy of the shared email");
+            for as_of in [None, as_of_now(seq)] {
+                let count = q
+                    .count_members(with_key(
+                        key,
+                        pb::CountMembersRequest {
+                            segment: by_name("de"),
+                            min_sequence: seq,
+                            as_of: as_of.clone(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .count;
+                assert_eq!(count, 2, "{path} as of {as_of:?}: own contact and own copy of the shared email");
+            }
         }
         "ListMembers" => {
-            let page = q
-                .list_members(with_key(
-                    key,
-                    pb::ListMembersRequest {
-                        segment: by_name("de"),
-                        page_size: 100,
-                        min_sequence: seq,
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .unwrap()
-                .into_inner();
-            let emails: BTreeSet<_> = page.contacts.iter().map(|c| c.email.as_str()).collect();
-            assert_eq!(emails, BTreeSet::from([me.email, "shared@example.com"]), "{path}");
-            assert!(page.contacts.iter().all(|c| c.fields.get("city").map(String::as_str) == Some(me.city)), "{path}");
+            for as_of in [None, as_of_now(seq)] {
+                let page = q
+                    .list_members(with_key(
+                        key,
+                        pb::ListMembersRequest {
+                            segment: by_name("de"),
+                            page_size: 100,
+                            min_sequence: seq,
+                            as_of: as_of.clone(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let emails: BTreeSet<_> = page.contacts.iter().map(|c| c.email.as_str()).collect();
+                assert_eq!(emails, BTreeSet::from([me.email, "shared@example.com"]), "{path} as of {as_of:?}");
+                let cities_ok = page.contacts.iter().all(|c| c.fields.get("city").map(String::as_str) == Some(me.city));
+                assert!(cities_ok, "{path} as of {as_of:?}");
+            }
         }
         "PreviewCriteria" => {
             let preview = q
@@ -271,7 +296,7 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
                         criteria: text(r#"country = "DE""#),
                         page_size: 100,
                         min_sequence: seq,
-                        at: String::new(),
+                        ..Default::default()
                     },
                 ))
                 .await
