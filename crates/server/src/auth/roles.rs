@@ -57,9 +57,6 @@ const READ: &[Role] = &[Admin, Service, Analyst];
 /// The event history, straight from the log.
 const HISTORY: &[Role] = &[Admin, Analyst, Auditor];
 /// The score-reset audit trail.
-// Unused until the audit RPCs (ListScoreResets, GetScoreReset) are in the
-// proto; the defaults test already holds them to it.
-#[cfg_attr(not(test), allow(dead_code))]
 const AUDIT: &[Role] = &[Admin, Auditor];
 
 /// Every RPC of `segments.v1` and the roles that may call it. Add a line for
@@ -70,12 +67,20 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
     ("/segments.v1.Commands/CreateSegment", WRITE),
     ("/segments.v1.Commands/UpdateSegment", WRITE),
     ("/segments.v1.Commands/DeleteSegment", WRITE),
+    ("/segments.v1.Commands/MassUpdate", WRITE),
+    ("/segments.v1.Commands/DeleteSegmentContacts", WRITE),
+    ("/segments.v1.Commands/ResetScores", WRITE),
+    ("/segments.v1.Commands/RecordActivity", WRITE),
     ("/segments.v1.Queries/GetContact", READ),
     ("/segments.v1.Queries/GetSegment", READ),
     ("/segments.v1.Queries/ListSegments", READ),
     ("/segments.v1.Queries/CountMembers", READ),
     ("/segments.v1.Queries/ListMembers", READ),
     ("/segments.v1.Queries/PreviewCriteria", READ),
+    ("/segments.v1.Queries/GetJob", READ),
+    ("/segments.v1.Queries/WatchJobs", READ),
+    ("/segments.v1.Queries/ListScoreResets", AUDIT),
+    ("/segments.v1.Queries/GetScoreReset", AUDIT),
     ("/segments.v1.Replay/ReplayEvents", HISTORY),
     ("/segments.v1.Replay/SegmentHistory", HISTORY),
     ("/segments.v1.Replay/ContactHistory", HISTORY),
