@@ -170,7 +170,8 @@ fn listening_port(log: &str, from: u64) -> Option<u16> {
     line.rsplit(':').next()?.trim().parse().ok()
 }
 
-fn server_binary() -> PathBuf {
+/// The `nats-server` binary tests run (see the module docs for where it is looked for).
+pub fn server_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("NATS_SERVER_BIN") {
         return PathBuf::from(bin);
     }
