@@ -64,9 +64,9 @@ enum Command {
         log_data_dir: Option<PathBuf>,
         #[command(flatten)]
         nats: NatsArgs,
-        /// Log as JSON lines instead of text.
-        #[arg(long, env = "SEGMENTD_LOG_JSON")]
-        log_json: bool,
+        /// Log format on stderr (see serve --help).
+        #[arg(long, env = "SEGMENTD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Serves a read model as it is (e.g. one built by `rebuild`): the
     /// Queries service only, without a log, a projector or `as_of`.
@@ -193,19 +193,30 @@ struct CommonArgs {
     /// Pause after each job batch, in milliseconds, to leave room for interactive writes.
     #[arg(long, env = "SEGMENTD_JOB_PAUSE_MS", default_value_t = 0)]
     job_pause_ms: u64,
-    /// Log as JSON lines instead of text.
-    #[arg(long, env = "SEGMENTD_LOG_JSON")]
+    /// Log format on stderr: `text` for people, `json` (one object per line,
+    /// with the enclosing spans' fields: org, command id, ...) for collectors.
+    #[arg(long, env = "SEGMENTD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Same as --log-format json (kept for existing scripts).
+    #[arg(long, env = "SEGMENTD_LOG_JSON", hide = true)]
     log_json: bool,
 }
 
-fn init_logging(json: bool) {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        // The current span and its parents go into every line, so a line
+        // logged while handling a command carries that command's org and id.
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+        LogFormat::Text => builder.init(),
     }
 }
 
@@ -240,20 +251,20 @@ async fn main() -> anyhow::Result<()> {
                 config.backend = LogBackend::Nats(Box::new(nats.options.config(url)));
             }
             config.demo = demo;
-            run(config, common.log_json).await
+            run(config, common.log_format()).await
         }
         Command::Commands { common, nats } => {
             let mut config = common.config(Roles::COMMANDS)?;
             config.backend = LogBackend::Nats(Box::new(nats.options.config(nats.nats_url)));
-            run(config, common.log_json).await
+            run(config, common.log_format()).await
         }
         Command::Queries { common, nats } => {
             let mut config = common.config(Roles::QUERIES)?;
             config.backend = LogBackend::Nats(Box::new(nats.options.config(nats.nats_url)));
-            run(config, common.log_json).await
+            run(config, common.log_format()).await
         }
-        Command::Rebuild { until, data_dir, log_data_dir, nats, log_json } => {
-            init_logging(log_json);
+        Command::Rebuild { until, data_dir, log_data_dir, nats, log_format } => {
+            init_logging(log_format);
             let (backend, log_dir) = match (nats.nats_url, log_data_dir) {
                 (Some(url), _) => (LogBackend::Nats(Box::new(nats.options.config(url))), PathBuf::new()),
                 (None, Some(dir)) => {
@@ -279,7 +290,7 @@ async fn main() -> anyhow::Result<()> {
         Command::ServeSnapshot { common } => {
             let mut config = common.config(Roles::QUERIES)?;
             config.snapshot = true;
-            run(config, common.log_json).await
+            run(config, common.log_format()).await
         }
         Command::Keys { file, action } => keys(&file.path(), action),
     }
@@ -322,6 +333,10 @@ fn keys(path: &std::path::Path, action: KeysAction) -> anyhow::Result<()> {
 }
 
 impl CommonArgs {
+    fn log_format(&self) -> LogFormat {
+        if self.log_json { LogFormat::Json } else { self.log_format }
+    }
+
     fn config(&self, roles: Roles) -> anyhow::Result<ServeConfig> {
         let mut config = ServeConfig::new(self.listen, self.data_dir.clone());
         config.roles = roles;
@@ -337,8 +352,8 @@ impl CommonArgs {
     }
 }
 
-async fn run(config: ServeConfig, log_json: bool) -> anyhow::Result<()> {
-    init_logging(log_json);
+async fn run(config: ServeConfig, log_format: LogFormat) -> anyhow::Result<()> {
+    init_logging(log_format);
     let served = segmentd_server::serve(config).await?;
     // Scripts and tests read this line to learn the port when --listen ends in :0.
     println!("segmentd listening on {}", served.addr);
