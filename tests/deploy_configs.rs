@@ -31,8 +31,7 @@ fn nats_configs() -> Vec<PathBuf> {
 fn nats_server_accepts_every_config_in_deploy() {
     let bin = segmentd_log_nats::testkit::server_binary();
     let configs = nats_configs();
-    let names: Vec<String> =
-        configs.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = configs.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     for want in ["node-1.conf", "node-2.conf", "node-3.conf", "local-1.conf", "local-2.conf", "local-3.conf"] {
         assert!(names.iter().any(|n| n == want), "deploy/nats/{want} is missing; found {names:?}");
     }
@@ -69,10 +68,7 @@ fn every_node_config_is_one_of_three_in_one_cluster_with_the_fsync_include() {
         assert!(route_lists.windows(2).all(|w| w[0] == w[1]), "{prefix}-N.conf list the same routes");
     }
     let always = read("nats/sync-always.inc");
-    assert!(
-        always.lines().any(|l| l.trim() == "sync_interval: always"),
-        "sync-always.inc sets sync_interval: always"
-    );
+    assert!(always.lines().any(|l| l.trim() == "sync_interval: always"), "sync-always.inc sets sync_interval: always");
     // The 2.9 default must stay free of settings 2.9 rejects.
     let default = read("nats/sync.inc");
     assert!(default.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')), "sync.inc: {default}");
@@ -90,10 +86,8 @@ fn compose_runs_the_configs_at_r3_with_fsync_always_on_a_2_10_server() {
         3,
         "every NATS node gets sync-always.inc as its sync.inc"
     );
-    let image = compose
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("image: nats:"))
-        .expect("compose names a nats image");
+    let image =
+        compose.lines().find_map(|l| l.trim().strip_prefix("image: nats:")).expect("compose names a nats image");
     let mut version = image.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
     assert!((major, minor) >= (2, 10), "sync_interval needs nats-server 2.10+, compose runs {image}");
