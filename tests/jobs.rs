@@ -216,7 +216,8 @@ async fn given_a_segment_when_scores_are_reset_then_every_member_is_reset_once_a
         .unwrap()
         .into_inner();
     assert_eq!(page.contacts, want);
-    let job = s.queries.get_job(with_key(pb::GetJobRequest { job_id: "reset-q2".into(), min_sequence: 0 })).await;
+    let job =
+        s.queries.get_job(with_key(pb::GetJobRequest { job_id: "reset-q2".into(), min_sequence: done.sequence })).await;
     assert_eq!(job.unwrap().into_inner(), *done);
     s.served.stop().await.unwrap();
 }

@@ -130,9 +130,23 @@ async fn crash_mid_job(backend: &[&str]) {
 
     // The restarted process resumes the job by itself.
     let server = spawn(dir.path(), backend).await;
+    // The read model may have lost its tail with the kill; a write after the
+    // restart gives a sequence past everything the job recorded before.
+    let after_restart = CommandsClient::new(server.channel.clone())
+        .upsert_contacts(pb::UpsertContactsRequest {
+            command_id: String::new(),
+            contacts: vec![pb::ContactInput { email: "marker@after.example".into(), fields: Default::default() }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sequence;
     let mut queries = QueriesClient::new(server.channel.clone());
-    let mut watch =
-        queries.watch_jobs(pb::WatchJobsRequest { job_id: JOB.into(), min_sequence: 0 }).await.unwrap().into_inner();
+    let mut watch = queries
+        .watch_jobs(pb::WatchJobsRequest { job_id: JOB.into(), min_sequence: after_restart })
+        .await
+        .unwrap()
+        .into_inner();
     let done = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             let job = watch.message().await.unwrap().expect("the stream lasts until the job ends");
