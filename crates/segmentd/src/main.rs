@@ -193,6 +193,9 @@ struct CommonArgs {
     /// Pause after each job batch, in milliseconds, to leave room for interactive writes.
     #[arg(long, env = "SEGMENTD_JOB_PAUSE_MS", default_value_t = 0)]
     job_pause_ms: u64,
+    /// Serve Prometheus metrics (text format) at http://ADDR/metrics.
+    #[arg(long, env = "SEGMENTD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Log format on stderr: `text` for people, `json` (one object per line,
     /// with the enclosing spans' fields: org, command id, ...) for collectors.
     #[arg(long, env = "SEGMENTD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -348,6 +351,7 @@ impl CommonArgs {
         config.query_wait = Duration::from_millis(self.query_wait_ms);
         config.as_of_cache = self.as_of_cache;
         config.jobs = JobSettings { batch_size: self.job_batch_size, pause: Duration::from_millis(self.job_pause_ms) };
+        config.metrics_listen = self.metrics_listen;
         Ok(config)
     }
 }
@@ -355,7 +359,12 @@ impl CommonArgs {
 async fn run(config: ServeConfig, log_format: LogFormat) -> anyhow::Result<()> {
     init_logging(log_format);
     let served = segmentd_server::serve(config).await?;
-    // Scripts and tests read this line to learn the port when --listen ends in :0.
+    // Scripts and tests read these lines to learn the ports when an address
+    // ends in :0; the metrics line comes first, so that reading up to the
+    // listening line has seen it.
+    if let Some(addr) = served.metrics_addr {
+        println!("segmentd metrics on http://{addr}/metrics");
+    }
     println!("segmentd listening on {}", served.addr);
     served.run_until(shutdown_signal()).await?;
     Ok(())

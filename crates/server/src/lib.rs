@@ -23,6 +23,7 @@ pub mod event_json;
 pub mod grpc;
 pub mod history;
 pub mod jobs;
+pub mod metrics;
 pub mod rebuild;
 pub mod serve;
 pub mod status;

@@ -64,6 +64,8 @@ pub struct ServeConfig {
     /// `rebuild`): Queries only, no log, no projector, no `as_of`.
     pub snapshot: bool,
     pub jobs: JobSettings,
+    /// Where to serve Prometheus metrics (`/metrics`); none: not served.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -80,6 +82,7 @@ impl ServeConfig {
             as_of_cache: 2,
             snapshot: false,
             jobs: JobSettings::default(),
+            metrics_listen: None,
         }
     }
 
@@ -109,6 +112,8 @@ pub enum ServeError {
     Projector(#[from] segmentd_readmodel::ProjectorError),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("reflection service: {0}")]
@@ -124,6 +129,9 @@ pub struct Served {
     pub log: Option<Arc<dyn EventLog>>,
     /// Jobs, on nodes with both roles.
     pub jobs: Option<Arc<Jobs>>,
+    /// This process's metrics, and where they are served (if anywhere).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     projector: Option<JoinHandle<Result<(), segmentd_readmodel::ProjectorError>>>,
@@ -319,9 +327,26 @@ async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Res
     if config.api_keys.file().is_some() {
         tokio::spawn(crate::auth::follow_key_file(config.api_keys.clone(), KEY_FILE_POLL, shutdown_rx.clone()));
     }
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics_addr = match config.metrics_listen {
+        Some(listen) => {
+            let endpoint = crate::metrics::serve_metrics(
+                listen,
+                Arc::clone(&metrics),
+                log.clone(),
+                model.clone(),
+                shutdown_rx.clone(),
+            )
+            .await?;
+            Some(endpoint.addr)
+        }
+        None => None,
+    };
     let mut stop = shutdown_rx.clone();
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // Outermost, so refusals by auth are measured too.
+        .layer(crate::metrics::RpcMetricsLayer::new(Arc::clone(&metrics)))
         .layer(AuthLayer::new(config.api_keys.clone()))
         .add_service(health)
         .add_service(reflection_v1)
@@ -340,7 +365,7 @@ async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Res
         let _ = stop.wait_for(|s| *s).await;
     }));
     tracing::info!(%addr, roles = ?config.roles, backend = ?config.backend, "segmentd serving");
-    Ok(Served { addr, model, log, jobs, shutdown, server, projector })
+    Ok(Served { addr, model, log, jobs, metrics, metrics_addr, shutdown, server, projector })
 }
 
 /// How often a server looks for changes to its API key file: the longest a
