@@ -237,8 +237,12 @@ async fn segments_are_renamed_redefined_and_deleted_with_versions() {
         .await
         .unwrap()
         .into_inner();
-    let list =
-        s.queries.list_segments(pb::ListSegmentsRequest { min_sequence: deleted.sequence }).await.unwrap().into_inner();
+    let list = s
+        .queries
+        .list_segments(pb::ListSegmentsRequest { min_sequence: deleted.sequence, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(list.segments.is_empty());
     let again = create(&mut s, "dach-fr", r#"country = "FR""#).await;
     assert_ne!(again.segment.unwrap().id, def.id, "ids are never reused");
@@ -376,8 +380,11 @@ async fn no_query_sees_another_organisations_data() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    let list =
-        q.list_segments(with_key(GLOBEX, pb::ListSegmentsRequest { min_sequence: seq })).await.unwrap().into_inner();
+    let list = q
+        .list_segments(with_key(GLOBEX, pb::ListSegmentsRequest { min_sequence: seq, ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(list.segments.is_empty());
     let preview = q
         .preview_criteria(with_key(
@@ -401,18 +408,26 @@ async fn no_query_sees_another_organisations_data() {
     .await
     .unwrap();
 
-    let e = q.list_segments(pb::ListSegmentsRequest { min_sequence: 0 }).await.unwrap_err();
+    let e = q.list_segments(pb::ListSegmentsRequest { min_sequence: 0, ..Default::default() }).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     let e = q
-        .list_segments(with_key("wrong-key-0123456789", pb::ListSegmentsRequest { min_sequence: 0 }))
+        .list_segments(with_key(
+            "wrong-key-0123456789",
+            pb::ListSegmentsRequest { min_sequence: 0, ..Default::default() },
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
 }
 
 async fn snapshot(s: &mut TestServer, seq: u64) -> (Vec<pb::Segment>, Vec<pb::Contact>) {
-    let segments =
-        s.queries.list_segments(pb::ListSegmentsRequest { min_sequence: seq }).await.unwrap().into_inner().segments;
+    let segments = s
+        .queries
+        .list_segments(pb::ListSegmentsRequest { min_sequence: seq, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .segments;
     let mut contacts = Vec::new();
     for i in 0..300 {
         if let Ok(c) = get(s, &format!("r{i}@example.com"), seq).await {

@@ -104,7 +104,7 @@ async fn a_revoked_key_stops_working_on_a_running_server() {
     let (mut s, secrets, _) = start_with_key_file(dir.path()).await;
     let file = dir.path().join(key_file::DEFAULT_FILE_NAME);
     let service = &secrets[1].1;
-    let list = |key: &str| with_key(key, pb::ListSegmentsRequest { min_sequence: 0 });
+    let list = |key: &str| with_key(key, pb::ListSegmentsRequest { min_sequence: 0, ..Default::default() });
     s.queries.list_segments(list(service)).await.unwrap();
 
     KeyFile::revoke(&file, "acme/service").unwrap();
@@ -160,7 +160,7 @@ async fn write_org(
         .unwrap()
         .into_inner()
         .sequence;
-    for (name, criteria) in [("de", r#"country = "DE""#), (own, r#"city = "x""#)] {
+    for (name, criteria) in [("de", r#"country = "DE""#), ("ops", r#"country = "DE""#), (own, r#"city = "x""#)] {
         let r = c
             .create_segment(with_key(
                 key,
@@ -171,6 +171,31 @@ async fn write_org(
             .into_inner();
         seq = seq.max(r.sequence);
     }
+    // Topics, a static list, a campaign (all on segment "ops"), with the
+    // same names in both orgs where that makes a leak visible.
+    let c = &mut s.commands;
+    for topic in ["news".to_owned(), format!("{own}-topic")] {
+        let t = pb::CreateTopicRequest { command_id: String::new(), name: topic.clone() };
+        c.create_topic(with_key(key, t)).await.unwrap();
+        let topics = vec![pb::TopicRef { by: Some(pb::topic_ref::By::Name(topic)) }];
+        let a = pb::AssignTopicsRequest { command_id: String::new(), segment: by_name("ops"), topics };
+        seq = seq.max(c.assign_topics(with_key(key, a)).await.unwrap().into_inner().sequence);
+    }
+    let save = pb::SaveSegmentAsListRequest {
+        command_id: String::new(),
+        segment: by_name("ops"),
+        list_name: "snapshot".into(),
+        min_sequence: seq,
+    };
+    seq = seq.max(c.save_segment_as_list(with_key(key, save)).await.unwrap().into_inner().sequence);
+    let campaign = pb::CreateCampaignRequest {
+        command_id: String::new(),
+        name: "launch".into(),
+        subject: format!("news from {org}"),
+        sender: format!("news@{org}.example"),
+        segment: by_name("ops"),
+    };
+    seq = seq.max(c.create_campaign(with_key(key, campaign)).await.unwrap().into_inner().sequence);
     let own_segment_id = s
         .queries
         .get_segment(with_key(
@@ -262,7 +287,7 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
         }
         "ListSegments" => {
             let names: BTreeSet<String> = q
-                .list_segments(with_key(key, pb::ListSegmentsRequest { min_sequence: seq }))
+                .list_segments(with_key(key, pb::ListSegmentsRequest { min_sequence: seq, ..Default::default() }))
                 .await
                 .unwrap()
                 .into_inner()
@@ -270,7 +295,7 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
                 .into_iter()
                 .map(|s| s.name)
                 .collect();
-            assert_eq!(names, BTreeSet::from(["de".to_owned(), me.own_segment.to_owned()]), "{path}");
+            assert_eq!(names, BTreeSet::from(["de".to_owned(), "ops".to_owned(), me.own_segment.to_owned()]), "{path}");
         }
         "CountMembers" => {
             for as_of in [None, as_of_now(seq)] {
@@ -449,6 +474,55 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
                 .await
                 .unwrap_err();
             assert_eq!(e.code(), Code::NotFound, "{path}");
+        }
+        "ListTopics" => {
+            let topics = q.list_topics(with_key(key, pb::ListTopicsRequest { min_sequence: seq })).await.unwrap();
+            let names: BTreeSet<String> = topics.into_inner().topics.into_iter().map(|t| t.name).collect();
+            assert_eq!(names, BTreeSet::from(["news".to_owned(), format!("{}-topic", me.own_segment)]), "{path}");
+        }
+        "GetList" | "ListLists" | "ListListMembers" => {
+            let list = Some(pb::ListRef { by: Some(pb::list_ref::By::Name("snapshot".into())) });
+            let got = q.get_list(with_key(key, pb::GetListRequest { list: list.clone(), min_sequence: seq })).await;
+            assert_eq!(got.unwrap().into_inner().member_count, 2, "{path}");
+            let lists = q.list_lists(with_key(key, pb::ListListsRequest { min_sequence: seq })).await.unwrap();
+            assert_eq!(lists.into_inner().lists.len(), 1, "{path}");
+            let req = pb::ListListMembersRequest { list, page_size: 100, page_token: String::new(), min_sequence: seq };
+            let members = q.list_list_members(with_key(key, req)).await.unwrap().into_inner().members;
+            let emails: BTreeSet<_> = members.iter().map(|m| m.email.as_str()).collect();
+            assert_eq!(emails, BTreeSet::from([me.email, "shared@example.com"]), "{path}");
+            let cities_ok = members.iter().all(|m| m.contact.as_ref().unwrap().fields["city"] == me.city);
+            assert!(cities_ok, "{path}");
+        }
+        "GetCampaign" | "ListCampaigns" | "CountCampaignRecipients" | "ListCampaignRecipients" => {
+            let campaign = Some(pb::CampaignRef { by: Some(pb::campaign_ref::By::Name("launch".into())) });
+            let sender = format!("news@{}.example", me.org);
+            let req = pb::GetCampaignRequest { campaign: campaign.clone(), min_sequence: seq };
+            assert_eq!(q.get_campaign(with_key(key, req)).await.unwrap().into_inner().sender, sender, "{path}");
+            let all = q.list_campaigns(with_key(key, pb::ListCampaignsRequest { min_sequence: seq })).await.unwrap();
+            let senders: Vec<String> = all.into_inner().campaigns.into_iter().map(|c| c.sender).collect();
+            assert_eq!(senders, [sender], "{path}");
+            let count = pb::CountCampaignRecipientsRequest {
+                campaign: campaign.clone(),
+                min_sequence: seq,
+                ..Default::default()
+            };
+            assert_eq!(
+                q.count_campaign_recipients(with_key(key, count)).await.unwrap().into_inner().count,
+                2,
+                "{path}"
+            );
+            let page =
+                pb::ListCampaignRecipientsRequest { campaign, page_size: 100, min_sequence: seq, ..Default::default() };
+            let contacts = q.list_campaign_recipients(with_key(key, page)).await.unwrap().into_inner().contacts;
+            let emails: BTreeSet<_> = contacts.iter().map(|c| c.email.as_str()).collect();
+            assert_eq!(emails, BTreeSet::from([me.email, "shared@example.com"]), "{path}");
+            assert!(contacts.iter().all(|c| c.fields["city"] == me.city), "{path}");
+        }
+        "PreviewBulkSegments" => {
+            let req = pb::PreviewBulkSegmentsRequest { field: "city".into(), min_sequence: seq };
+            let values = q.preview_bulk_segments(with_key(key, req)).await.unwrap().into_inner().values;
+            let values: Vec<(String, u64)> = values.into_iter().map(|v| (v.value, v.count)).collect();
+            assert_eq!(values, [(me.city.to_owned(), 2)], "{path}");
         }
         _ => panic!(
             "{path} reads data but has no organisation-isolation check: add an arm for it in \

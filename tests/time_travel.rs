@@ -336,7 +336,11 @@ async fn as_of_a_sequence_answers_from_that_point(backend: Backend) {
         let mut sq = snap.queries.clone();
         assert_eq!(without_headers(got), ask(&mut sq, "adults", None, "").await, "point {i}");
         // Listing (not part of as_of) shows the rebuilt catalogue is the whole state.
-        let listed = sq.list_segments(pb::ListSegmentsRequest { min_sequence: 0 }).await.unwrap().into_inner();
+        let listed = sq
+            .list_segments(pb::ListSegmentsRequest { min_sequence: 0, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(listed.sequence, point.seq);
         snap.served.stop().await.unwrap();
     }

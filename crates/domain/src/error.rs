@@ -22,4 +22,27 @@ pub enum DomainError {
     /// The command carries a value the domain cannot accept; the message names it.
     #[error("{0}")]
     InvalidValue(String),
+    #[error(
+        "segment {id} ({name:?}) is a legacy segment of list {list:?}: legacy segments cannot be {action}; \
+         clone it into an org-level segment (CloneSegment) and change the clone"
+    )]
+    LegacySegmentReadOnly { id: u64, name: String, list: String, action: &'static str },
+    #[error("topic {0} does not exist")]
+    TopicNotFound(u64),
+    #[error("a topic named {0:?} already exists in this organisation")]
+    TopicNameTaken(String),
+    #[error("segment {segment_id} already has topic(s) {topics:?}; nothing to assign")]
+    TopicsAlreadyAssigned { segment_id: u64, topics: Vec<u64> },
+    #[error("topic(s) {topics:?} are not assigned to segment {segment_id}")]
+    TopicsNotAssigned { segment_id: u64, topics: Vec<u64> },
+    #[error("a list named {0:?} already exists in this organisation")]
+    ListNameTaken(String),
+    #[error("the segment has {count} members; a static list holds at most {limit}")]
+    ListTooLarge { count: usize, limit: usize },
+    #[error("a campaign named {0:?} already exists in this organisation")]
+    CampaignNameTaken(String),
+    #[error("field {field} has {count} distinct values; a bulk segment makes at most {limit} segments")]
+    TooManyBulkValues { field: String, count: usize, limit: usize },
+    #[error("no contact has a value for field {0}; a bulk segment needs at least one value")]
+    NoBulkValues(String),
 }

@@ -25,6 +25,10 @@ pub enum AggregateKind {
     /// One job (mass update, delete a segment's contacts, reset scores):
     /// its start with the fixed member list, its progress and its end.
     Job,
+    /// The members of one static list (saved from a segment), keyed by the
+    /// list's id; the list itself (name, segment, position) is in the
+    /// catalogue. Members live apart so the catalogue stays small to load.
+    List,
 }
 
 impl AggregateKind {
@@ -33,6 +37,7 @@ impl AggregateKind {
             AggregateKind::Contact => "contact",
             AggregateKind::Segments => "segments",
             AggregateKind::Job => "job",
+            AggregateKind::List => "list",
         }
     }
 
@@ -41,6 +46,7 @@ impl AggregateKind {
             "contact" => Some(AggregateKind::Contact),
             "segments" => Some(AggregateKind::Segments),
             "job" => Some(AggregateKind::Job),
+            "list" => Some(AggregateKind::List),
             _ => None,
         }
     }
@@ -74,6 +80,11 @@ impl AggregateId {
 
     pub fn segment_catalog(org: &str) -> Self {
         AggregateId { org: org.to_owned(), kind: AggregateKind::Segments, id: SEGMENT_CATALOG_ID.to_owned() }
+    }
+
+    /// The members of static list `list_id`.
+    pub fn list(org: &str, list_id: u64) -> Self {
+        AggregateId { org: org.to_owned(), kind: AggregateKind::List, id: list_id.to_string() }
     }
 }
 
@@ -113,6 +124,15 @@ pub enum Event {
     JobAbandoned(JobAbandoned),
     ScoreReset(ScoreReset),
     ActivityRecorded(ActivityRecorded),
+    LegacySegmentImported(LegacySegmentImported),
+    SegmentCloned(SegmentCloned),
+    TopicCreated(TopicCreated),
+    TopicsAssigned(TopicsAssigned),
+    TopicsUnassigned(TopicsUnassigned),
+    SegmentSavedAsList(SegmentSavedAsList),
+    ListMembersRecorded(ListMembersRecorded),
+    CampaignCreated(CampaignCreated),
+    BulkSegmentsCreated(BulkSegmentsCreated),
 }
 
 impl Event {
@@ -132,6 +152,15 @@ impl Event {
             Event::JobAbandoned(_) => "JobAbandoned",
             Event::ScoreReset(_) => "ScoreReset",
             Event::ActivityRecorded(_) => "ActivityRecorded",
+            Event::LegacySegmentImported(_) => "LegacySegmentImported",
+            Event::SegmentCloned(_) => "SegmentCloned",
+            Event::TopicCreated(_) => "TopicCreated",
+            Event::TopicsAssigned(_) => "TopicsAssigned",
+            Event::TopicsUnassigned(_) => "TopicsUnassigned",
+            Event::SegmentSavedAsList(_) => "SegmentSavedAsList",
+            Event::ListMembersRecorded(_) => "ListMembersRecorded",
+            Event::CampaignCreated(_) => "CampaignCreated",
+            Event::BulkSegmentsCreated(_) => "BulkSegmentsCreated",
         }
     }
 }
@@ -280,4 +309,95 @@ pub struct ActivityRecorded {
     pub contact: Contact,
     pub activity: Activity,
     pub at: Timestamp,
+}
+
+/// A list-level segment from before org-level segments was imported. It is
+/// read-only (it can be cloned) and belongs to the list `list_name`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacySegmentImported {
+    pub segment_id: u64,
+    pub name: String,
+    pub criteria: String,
+    pub list_name: String,
+}
+
+/// A new org-level segment was made from `source_id` (an org-level or a
+/// legacy segment); `criteria` is the source's unless new ones were given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentCloned {
+    pub segment_id: u64,
+    pub source_id: u64,
+    pub name: String,
+    pub criteria: String,
+}
+
+/// A topic segments can be filed under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicCreated {
+    pub topic_id: u64,
+    pub name: String,
+}
+
+/// Topics newly assigned to a segment (only those it did not have).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicsAssigned {
+    pub segment_id: u64,
+    pub topic_ids: Vec<u64>,
+}
+
+/// Topics taken off a segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicsUnassigned {
+    pub segment_id: u64,
+    pub topic_ids: Vec<u64>,
+}
+
+/// A static list was saved from a segment: its members are the segment's
+/// members (by `criteria`, as the segment had them) in the read model at log
+/// position `at_sequence`. The members themselves follow as
+/// `ListMembersRecorded` events of the list's own aggregate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentSavedAsList {
+    pub list_id: u64,
+    pub name: String,
+    pub segment_id: u64,
+    pub criteria: String,
+    pub at_sequence: u64,
+    pub member_count: u64,
+}
+
+/// One chunk of a static list's members (emails, in member order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListMembersRecorded {
+    pub list_id: u64,
+    pub emails: Vec<String>,
+}
+
+/// A campaign was created for a segment; its recipients are the segment's
+/// members.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignCreated {
+    pub campaign_id: u64,
+    pub name: String,
+    pub subject: String,
+    pub sender: String,
+    pub segment_id: u64,
+}
+
+/// One child of a bulk segment: an ordinary `field = value` segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkChild {
+    pub segment_id: u64,
+    pub name: String,
+    pub value: String,
+    pub criteria: String,
+}
+
+/// A bulk segment: one child segment per distinct value of `field`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkSegmentsCreated {
+    pub bulk_id: u64,
+    pub base_name: String,
+    pub field: String,
+    pub children: Vec<BulkChild>,
 }

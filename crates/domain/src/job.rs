@@ -318,6 +318,10 @@ mod tests {
             version: 1,
             created_at: t(0),
             updated_at: t(0),
+            legacy_list: None,
+            topics: Default::default(),
+            bulk_parent: None,
+            cloned_from: None,
         }
     }
 

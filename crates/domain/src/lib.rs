@@ -7,6 +7,7 @@
 //! only so the log crate can encode payloads; the encoding lives there.
 
 pub mod activity;
+pub mod catalog;
 pub mod contact;
 pub mod contact_decide;
 pub mod criteria;

@@ -43,6 +43,15 @@ pub const JOB_COMPLETED: u16 = 53;
 pub const JOB_ABANDONED: u16 = 54;
 pub const SCORE_RESET: u16 = 55;
 pub const ACTIVITY_RECORDED: u16 = 56;
+pub const LEGACY_SEGMENT_IMPORTED: u16 = 13;
+pub const SEGMENT_CLONED: u16 = 14;
+pub const TOPIC_CREATED: u16 = 15;
+pub const TOPICS_ASSIGNED: u16 = 16;
+pub const TOPICS_UNASSIGNED: u16 = 17;
+pub const SEGMENT_SAVED_AS_LIST: u16 = 18;
+pub const LIST_MEMBERS_RECORDED: u16 = 19;
+pub const CAMPAIGN_CREATED: u16 = 30;
+pub const BULK_SEGMENTS_CREATED: u16 = 31;
 
 /// The payload schema version every released type is written with today.
 pub const SCHEMA_V1: u8 = 1;
@@ -64,6 +73,15 @@ pub const EVENT_TYPES: &[(u16, &str)] = &[
     (JOB_ABANDONED, "JobAbandoned"),
     (SCORE_RESET, "ScoreReset"),
     (ACTIVITY_RECORDED, "ActivityRecorded"),
+    (LEGACY_SEGMENT_IMPORTED, "LegacySegmentImported"),
+    (SEGMENT_CLONED, "SegmentCloned"),
+    (TOPIC_CREATED, "TopicCreated"),
+    (TOPICS_ASSIGNED, "TopicsAssigned"),
+    (TOPICS_UNASSIGNED, "TopicsUnassigned"),
+    (SEGMENT_SAVED_AS_LIST, "SegmentSavedAsList"),
+    (LIST_MEMBERS_RECORDED, "ListMembersRecorded"),
+    (CAMPAIGN_CREATED, "CampaignCreated"),
+    (BULK_SEGMENTS_CREATED, "BulkSegmentsCreated"),
 ];
 
 /// The envelope's metadata as stored. Frozen: see the module doc.
@@ -120,6 +138,15 @@ pub fn event_type_code(event: &Event) -> u16 {
         Event::JobAbandoned(_) => JOB_ABANDONED,
         Event::ScoreReset(_) => SCORE_RESET,
         Event::ActivityRecorded(_) => ACTIVITY_RECORDED,
+        Event::LegacySegmentImported(_) => LEGACY_SEGMENT_IMPORTED,
+        Event::SegmentCloned(_) => SEGMENT_CLONED,
+        Event::TopicCreated(_) => TOPIC_CREATED,
+        Event::TopicsAssigned(_) => TOPICS_ASSIGNED,
+        Event::TopicsUnassigned(_) => TOPICS_UNASSIGNED,
+        Event::SegmentSavedAsList(_) => SEGMENT_SAVED_AS_LIST,
+        Event::ListMembersRecorded(_) => LIST_MEMBERS_RECORDED,
+        Event::CampaignCreated(_) => CAMPAIGN_CREATED,
+        Event::BulkSegmentsCreated(_) => BULK_SEGMENTS_CREATED,
     }
 }
 
@@ -157,6 +184,15 @@ pub fn encode_into(env: &Envelope, mut out: Vec<u8>) -> Vec<u8> {
         Event::JobAbandoned(p) => append(p, out),
         Event::ScoreReset(p) => append(p, out),
         Event::ActivityRecorded(p) => append(p, out),
+        Event::LegacySegmentImported(p) => append(p, out),
+        Event::SegmentCloned(p) => append(p, out),
+        Event::TopicCreated(p) => append(p, out),
+        Event::TopicsAssigned(p) => append(p, out),
+        Event::TopicsUnassigned(p) => append(p, out),
+        Event::SegmentSavedAsList(p) => append(p, out),
+        Event::ListMembersRecorded(p) => append(p, out),
+        Event::CampaignCreated(p) => append(p, out),
+        Event::BulkSegmentsCreated(p) => append(p, out),
     }
 }
 
@@ -220,6 +256,23 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
         (JOB_ABANDONED, SCHEMA_V1) => Event::JobAbandoned(payload_of("JobAbandoned", schema, payload)?),
         (SCORE_RESET, SCHEMA_V1) => Event::ScoreReset(payload_of("ScoreReset", schema, payload)?),
         (ACTIVITY_RECORDED, SCHEMA_V1) => Event::ActivityRecorded(payload_of("ActivityRecorded", schema, payload)?),
+        (LEGACY_SEGMENT_IMPORTED, SCHEMA_V1) => {
+            Event::LegacySegmentImported(payload_of("LegacySegmentImported", schema, payload)?)
+        }
+        (SEGMENT_CLONED, SCHEMA_V1) => Event::SegmentCloned(payload_of("SegmentCloned", schema, payload)?),
+        (TOPIC_CREATED, SCHEMA_V1) => Event::TopicCreated(payload_of("TopicCreated", schema, payload)?),
+        (TOPICS_ASSIGNED, SCHEMA_V1) => Event::TopicsAssigned(payload_of("TopicsAssigned", schema, payload)?),
+        (TOPICS_UNASSIGNED, SCHEMA_V1) => Event::TopicsUnassigned(payload_of("TopicsUnassigned", schema, payload)?),
+        (SEGMENT_SAVED_AS_LIST, SCHEMA_V1) => {
+            Event::SegmentSavedAsList(payload_of("SegmentSavedAsList", schema, payload)?)
+        }
+        (LIST_MEMBERS_RECORDED, SCHEMA_V1) => {
+            Event::ListMembersRecorded(payload_of("ListMembersRecorded", schema, payload)?)
+        }
+        (CAMPAIGN_CREATED, SCHEMA_V1) => Event::CampaignCreated(payload_of("CampaignCreated", schema, payload)?),
+        (BULK_SEGMENTS_CREATED, SCHEMA_V1) => {
+            Event::BulkSegmentsCreated(payload_of("BulkSegmentsCreated", schema, payload)?)
+        }
         _ => return Err(CodecError::UnknownType { code, schema }),
     };
     Ok(Envelope {

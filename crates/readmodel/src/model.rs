@@ -7,10 +7,11 @@ use crate::index::{ContactIndex, Evaluator};
 use crate::jobs::{AffectedContact, JobNotice, JobView, apply_job_event};
 use crate::store::{self, Key};
 use roaring::RoaringBitmap;
+use segmentd_domain::contact::{FieldKind, FieldValue};
 use segmentd_domain::criteria::Criteria;
 use segmentd_domain::segment::{SegmentCatalog, SegmentDef};
 use segmentd_domain::time::Timestamp;
-use segmentd_domain::{Contact, Event};
+use segmentd_domain::{Contact, Event, Field};
 use segmentd_log::{Recorded, Seq};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -54,6 +55,8 @@ pub struct OrgView {
     jobs: BTreeMap<String, JobView>,
     /// Per score-reset job, the contacts it reset in log order.
     resets: HashMap<String, Vec<AffectedContact>>,
+    /// The members (emails, in member order) of each static list.
+    list_members: HashMap<u64, Vec<String>>,
 }
 
 /// Rows evaluated at once for a member page, at first; the window doubles
@@ -99,6 +102,46 @@ impl OrgView {
 
     pub fn segments(&self) -> impl Iterator<Item = &SegmentDef> {
         self.catalog.segments.values()
+    }
+
+    /// The whole catalogue: segments, topics, lists, campaigns, bulks.
+    pub fn catalog(&self) -> &SegmentCatalog {
+        &self.catalog
+    }
+
+    /// Up to `limit` emails of static list `list_id` after position `after`.
+    pub fn list_members(&self, list_id: u64, after: usize, limit: usize) -> &[String] {
+        let all = self.list_members.get(&list_id).map_or(&[][..], Vec::as_slice);
+        let from = after.min(all.len());
+        &all[from..(from + limit).min(all.len())]
+    }
+
+    /// How many members static list `list_id` holds here.
+    pub fn list_len(&self, list_id: u64) -> usize {
+        self.list_members.get(&list_id).map_or(0, Vec::len)
+    }
+
+    /// The distinct values of a text field with how many contacts hold
+    /// each (values compared case-insensitively, as `=` compares them; each
+    /// shown as the first contact holding it writes it), ordered by value.
+    /// `None` when `field` is not a text field.
+    pub fn distinct_values(&self, field: &Field) -> Option<Vec<(String, u64)>> {
+        if field.kind() != FieldKind::Text {
+            return None;
+        }
+        let mut values: Vec<(String, u64)> = self
+            .index
+            .text_values(field)
+            .filter_map(|(rows, count)| {
+                let first = rows.and_then(|row| self.rows[row as usize].as_ref())?;
+                match first.value(field) {
+                    FieldValue::Text(t) => Some((t.to_owned(), count)),
+                    _ => None,
+                }
+            })
+            .collect();
+        values.sort_by(|a, b| a.0.to_lowercase().cmp(&b.0.to_lowercase()).then_with(|| a.0.cmp(&b.0)));
+        Some(values)
     }
 
     /// The parsed criteria of a live segment.
@@ -296,6 +339,9 @@ impl ReadModel {
             if let Some(job) = apply_job_records(org, rec, &mut writes) {
                 notices.push(JobNotice { org: env.aggregate.org.clone(), job });
             }
+            if is_catalog_event(&env.event) {
+                writes.insert(|| store::event_key(&env.aggregate.org, rec.seq), || segmentd_log::codec::encode(env));
+            }
             apply_event(org, &env.aggregate.org, &env.event, env.time, &mut writes);
             applied = rec.seq;
         }
@@ -380,27 +426,68 @@ fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, 
                 writes.remove(|| store::contact_key(org_id, row));
             }
         }
-        Event::SegmentCreated(_) | Event::SegmentUpdated(_) | Event::SegmentDeleted(_) => {
+        Event::ListMembersRecorded(e) => {
+            org.list_members.entry(e.list_id).or_default().extend(e.emails.iter().cloned());
+        }
+        // The catalogue's events; the caller stores them as they are.
+        Event::SegmentCreated(_)
+        | Event::SegmentUpdated(_)
+        | Event::SegmentDeleted(_)
+        | Event::LegacySegmentImported(_)
+        | Event::SegmentCloned(_)
+        | Event::TopicCreated(_)
+        | Event::TopicsAssigned(_)
+        | Event::TopicsUnassigned(_)
+        | Event::SegmentSavedAsList(_)
+        | Event::CampaignCreated(_)
+        | Event::BulkSegmentsCreated(_) => {
             org.catalog.apply(event, time);
-            let last_id = org.catalog.last_id;
-            writes.insert(|| store::last_segment_id_key(org_id), || last_id.to_be_bytes().to_vec());
-            let id = match event {
-                Event::SegmentCreated(e) => e.segment_id,
-                Event::SegmentUpdated(e) => e.segment_id,
-                Event::SegmentDeleted(e) => e.segment_id,
-                _ => unreachable!("matched above"),
-            };
-            match org.catalog.segments.get(&id) {
-                Some(def) => {
-                    writes.insert(|| store::segment_key(org_id, id), || store::encode_segment(def));
-                    cache_criteria(org, id);
-                }
-                None => {
-                    writes.remove(|| store::segment_key(org_id, id));
-                    org.criteria.remove(&id);
-                }
+            for id in criteria_changed(event) {
+                cache_criteria(org, id);
             }
         }
+    }
+}
+
+/// Events of the segment catalogue and of static lists: the ones kept in
+/// sled as they are (`store::event_key`) and folded again at load.
+fn is_catalog_event(event: &Event) -> bool {
+    match event {
+        Event::SegmentCreated(_)
+        | Event::SegmentUpdated(_)
+        | Event::SegmentDeleted(_)
+        | Event::LegacySegmentImported(_)
+        | Event::SegmentCloned(_)
+        | Event::TopicCreated(_)
+        | Event::TopicsAssigned(_)
+        | Event::TopicsUnassigned(_)
+        | Event::SegmentSavedAsList(_)
+        | Event::ListMembersRecorded(_)
+        | Event::CampaignCreated(_)
+        | Event::BulkSegmentsCreated(_) => true,
+        Event::ContactCreated(_)
+        | Event::ContactUpdated(_)
+        | Event::ContactDeleted(_)
+        | Event::JobStarted(_)
+        | Event::JobMembersListed(_)
+        | Event::JobProgressed(_)
+        | Event::JobCompleted(_)
+        | Event::JobAbandoned(_)
+        | Event::ScoreReset(_)
+        | Event::ActivityRecorded(_) => false,
+    }
+}
+
+/// The segments whose criteria an event defines, changes or removes.
+fn criteria_changed(event: &Event) -> Vec<u64> {
+    match event {
+        Event::SegmentCreated(e) => vec![e.segment_id],
+        Event::SegmentUpdated(e) => vec![e.segment_id],
+        Event::SegmentDeleted(e) => vec![e.segment_id],
+        Event::LegacySegmentImported(e) => vec![e.segment_id],
+        Event::SegmentCloned(e) => vec![e.segment_id],
+        Event::BulkSegmentsCreated(e) => e.children.iter().map(|c| c.segment_id).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -424,7 +511,10 @@ fn put_contact(org: &mut OrgView, org_id: &str, contact: &Contact, writes: &mut 
 
 /// Criteria are stored as text in events; parse once per definition change.
 fn cache_criteria(org: &mut OrgView, id: u64) {
-    let Some(def) = org.catalog.segments.get(&id) else { return };
+    let Some(def) = org.catalog.segments.get(&id) else {
+        org.criteria.remove(&id);
+        return;
+    };
     match Criteria::parse(&def.criteria) {
         Ok(c) => {
             org.criteria.insert(id, Arc::new(c));
@@ -465,13 +555,11 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
                     view.rows.resize(next as usize, None);
                 }
             }
-            Some(Key::Segment { org }) => {
-                let stored: store::StoredSegment = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e.to_string()))?;
-                let def = SegmentDef::from(stored);
-                let id = def.id;
+            Some(Key::Event { org }) => {
+                let env = segmentd_log::codec::decode(&v).map_err(|e| corrupt(&k, e.to_string()))?;
                 let view = state.orgs.entry(org.to_owned()).or_default();
-                view.catalog.segments.insert(id, def);
-                cache_criteria(view, id);
+                let mut unused = Writes(None);
+                apply_event(view, org, &env.event, env.time, &mut unused);
             }
             Some(Key::Job { org }) => {
                 let job: JobView = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e.to_string()))?;
@@ -482,10 +570,6 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
                 // Keys sort by index within a job, so pushing keeps log order.
                 let view = state.orgs.entry(org.to_owned()).or_default();
                 view.resets.entry(job.to_owned()).or_default().push(entry);
-            }
-            Some(Key::LastSegmentId { org }) => {
-                let last = store::u64_value(&v).ok_or_else(|| corrupt(&k, "bad id".into()))?;
-                state.orgs.entry(org.to_owned()).or_default().catalog.last_id = last;
             }
             None => return Err(corrupt(&k, "unknown key".into())),
         }

@@ -1,8 +1,9 @@
 //! `segctl`, the command-line client of segmentd: import contacts from CSV,
-//! manage segments, count and list their members, preview criteria, run
-//! jobs (mass update, delete contacts, reset scores) and follow them, read
-//! the score-reset audit, record activity, replay the event history and
-//! show a segment's or a contact's history.
+//! manage segments (legacy imports, clones, topics, bulk segments), count
+//! and list their members, save them as static lists, create campaigns,
+//! preview criteria, run jobs (mass update, delete contacts, reset scores)
+//! and follow them, read the score-reset audit, record activity, replay the
+//! event history and show a segment's or a contact's history.
 //!
 //! **Must not depend on** any segmentd server crate (domain, log, readmodel,
 //! server): it speaks the wire API only, through the generated gRPC client
@@ -12,6 +13,7 @@ mod client;
 mod events;
 mod import;
 mod jobs;
+mod ops;
 mod output;
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
@@ -66,6 +68,15 @@ enum Command {
     Audit(AuditCommand),
     /// Replay the organisation's event history in log order, as JSON lines or CSV.
     Events(events::EventsArgs),
+    /// Create and list topics (assign them with `segments assign-topics`).
+    #[command(subcommand)]
+    Topics(ops::TopicsCommand),
+    /// Static lists saved from segments (`segments save-as-list`).
+    #[command(subcommand)]
+    Lists(ops::ListsCommand),
+    /// Campaigns for segments: create, list, recipients.
+    #[command(subcommand)]
+    Campaigns(ops::CampaignsCommand),
     /// Count and show the contacts criteria would match, without saving a segment.
     Preview {
         /// Criteria in the text form, e.g. 'country = "DE" and age >= 30'.
@@ -222,6 +233,18 @@ enum SegmentsCommand {
         /// Wait until the server has applied this log sequence.
         #[arg(long, default_value_t = 0, value_name = "N")]
         min_sequence: u64,
+        /// Only legacy (imported, list-level) segments.
+        #[arg(long, conflicts_with = "org_level")]
+        legacy: bool,
+        /// Only org-level segments.
+        #[arg(long)]
+        org_level: bool,
+        /// Only segments with this topic.
+        #[arg(long, value_name = "TOPIC")]
+        topic: Option<String>,
+        /// Only the children of this bulk segment.
+        #[arg(long, value_name = "ID")]
+        bulk: Option<u64>,
     },
     /// Show one segment.
     Get {
@@ -284,6 +307,8 @@ enum SegmentsCommand {
         #[command(flatten)]
         job: JobOptions,
     },
+    #[command(flatten)]
+    Ops(ops::SegmentOps),
     /// List a segment's members, one per line (text: tab-separated; json: JSON lines).
     Members {
         #[arg(value_name = "NAME|ID")]
@@ -408,6 +433,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(AuditCommand::ScoreReset { id, limit }) => jobs::show_reset(&api, out, id, limit).await?,
         Command::Segments(command) => segments(&api, out, command).await?,
         Command::Events(args) => events::run(&api, args, out).await?,
+        Command::Topics(command) => ops::topics(&api, out, command).await?,
+        Command::Lists(command) => ops::lists(&api, out, command).await?,
+        Command::Campaigns(command) => ops::campaigns(&api, out, command).await?,
         Command::Preview { criteria: text, limit, read, fields } => {
             let reply = api
                 .preview_criteria(pb::PreviewCriteriaRequest {
@@ -480,8 +508,20 @@ async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::R
                 }))?,
             }
         }
-        SegmentsCommand::List { min_sequence } => {
-            let reply = api.list_segments(pb::ListSegmentsRequest { min_sequence }).await?;
+        SegmentsCommand::List { min_sequence, legacy, org_level, topic, bulk } => {
+            let legacy = match (legacy, org_level) {
+                (true, _) => pb::LegacyFilter::Legacy,
+                (_, true) => pb::LegacyFilter::OrgLevel,
+                _ => pb::LegacyFilter::All,
+            };
+            let reply = api
+                .list_segments(pb::ListSegmentsRequest {
+                    min_sequence,
+                    legacy: legacy as i32,
+                    topic: topic.map(|name| pb::TopicRef { by: Some(pb::topic_ref::By::Name(name)) }),
+                    bulk_parent_id: bulk.unwrap_or(0),
+                })
+                .await?;
             match out {
                 Output::Text => emit(&segments_table(&reply.segments))?,
                 Output::Json => emit_json(&json!({
@@ -537,6 +577,7 @@ async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::R
             let what = jobs::Start::ResetScores { reason, agree };
             jobs::start(api, out, &segment, job.job_id, what, job.wait).await?;
         }
+        SegmentsCommand::Ops(op) => ops::segment_op(api, out, op).await?,
         SegmentsCommand::Members { segment, limit, page_size, fields, read, past } => {
             let page_size = page_size.unwrap_or(default_page_size(limit));
             members(api, out, &segment, (limit, page_size), &fields, read, past.as_of()).await?;

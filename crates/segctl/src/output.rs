@@ -56,7 +56,7 @@ pub(crate) fn status_line(status: &tonic::Status) -> String {
 
 /// Tabs and line breaks would break a tab-separated row; the server refuses
 /// control characters in fields, but emails and names are printed as given.
-fn cell(text: &str) -> String {
+pub(crate) fn cell(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
@@ -103,6 +103,11 @@ pub(crate) fn segment_json(segment: &pb::Segment) -> Value {
         "criteria_text": segment.criteria_text,
         "created_at": segment.created_at,
         "updated_at": segment.updated_at,
+        "legacy": segment.legacy,
+        "legacy_list": segment.legacy_list,
+        "topics": segment.topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        "bulk_parent_id": segment.bulk_parent_id,
+        "cloned_from_id": segment.cloned_from_id,
     })
 }
 
@@ -115,6 +120,22 @@ pub(crate) fn segment_text(segment: &pb::Segment, sequence: Option<u64>) -> Stri
         segment.version,
         cell(&segment.criteria_text)
     );
+    if segment.legacy {
+        out.push_str(&format!(
+            "legacy:    yes, of list {} (read-only; clone it to change it)\n",
+            cell(&segment.legacy_list)
+        ));
+    }
+    if !segment.topics.is_empty() {
+        let names: Vec<String> = segment.topics.iter().map(|t| cell(&t.name)).collect();
+        out.push_str(&format!("topics:    {}\n", names.join(", ")));
+    }
+    if segment.cloned_from_id != 0 {
+        out.push_str(&format!("cloned:    from segment {}\n", segment.cloned_from_id));
+    }
+    if segment.bulk_parent_id != 0 {
+        out.push_str(&format!("bulk:      {}\n", segment.bulk_parent_id));
+    }
     if let Some(sequence) = sequence {
         out.push_str(&format!("sequence:  {sequence}\n"));
     }
@@ -294,6 +315,7 @@ mod tests {
             version: 2,
             created_at: "2025-01-01T00:00:00Z".into(),
             updated_at: "2025-01-02T00:00:00Z".into(),
+            ..Default::default()
         }
     }
 

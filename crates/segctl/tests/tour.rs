@@ -57,3 +57,111 @@ async fn the_readme_tour_prints_the_right_counts() {
     }
     served.stop().await.unwrap();
 }
+
+/// The README's segment-operations tour: clone → topics → save as list →
+/// campaign, then legacy segments and bulk segments, with the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_segment_operations_tour_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    config.demo = true;
+    let served = segmentd_server::serve(config).await.unwrap();
+    let server = format!("http://{}", served.addr);
+    let contacts = segmentd_server::demo::demo_contacts().unwrap();
+    let field = |c: &segmentd_proto::v1::ContactInput, k: &str| c.fields.get(k).cloned().unwrap_or_default();
+    let young_de_fr = contacts
+        .iter()
+        .filter(|c| {
+            let age: Option<i64> = field(c, "age").parse().ok();
+            ["DE", "FR"].contains(&field(c, "country").as_str()) && age.is_some_and(|a| (25..=34).contains(&a))
+        })
+        .count();
+    let mut stages: Vec<String> = contacts.iter().map(|c| field(c, "lifecycle_stage")).collect();
+    stages.sort();
+    stages.dedup();
+
+    tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| stdout(&segctl(&server, args));
+        let json = |args: &[&str]| -> serde_json::Value {
+            let mut all = vec!["--output", "json"];
+            all.extend_from_slice(args);
+            serde_json::from_str(run(&all).trim()).unwrap()
+        };
+        run(&["segments", "create", "young-de", "--criteria", r#"country = "DE" and age between 25 and 34"#]);
+        let clone = json(&[
+            "segments",
+            "clone",
+            "young-de",
+            "young-de-fr",
+            "--criteria",
+            r#"country in ("DE","FR") and age between 25 and 34"#,
+        ]);
+        assert!(clone["segment"]["cloned_from_id"].as_u64().unwrap() > 0, "{clone}");
+        run(&["topics", "create", "Spring sale"]);
+        let assigned = json(&["segments", "assign-topics", "young-de-fr", "Spring sale"]);
+        let seq = assigned["sequence"].as_u64().unwrap().to_string();
+        let by_topic = run(&["segments", "list", "--topic", "Spring sale", "--min-sequence", &seq]);
+        assert!(by_topic.contains("young-de-fr") && !by_topic.contains("young-de "), "{by_topic}");
+
+        let saved = json(&["segments", "save-as-list", "young-de-fr", "Young DE/FR in spring"]);
+        assert_eq!(saved["list"]["member_count"].as_u64().unwrap() as usize, young_de_fr);
+        let seq = saved["sequence"].as_u64().unwrap().to_string();
+        let members = run(&["lists", "members", "Young DE/FR in spring", "--limit", "0", "--min-sequence", &seq]);
+        assert_eq!(members.lines().count(), young_de_fr);
+
+        let campaign = json(&[
+            "campaigns",
+            "create",
+            "Spring sale",
+            "--subject",
+            "Spring is here",
+            "--sender",
+            "news@shop.example",
+            "--segment",
+            "young-de-fr",
+        ]);
+        let seq = campaign["sequence"].as_u64().unwrap().to_string();
+        let count = run(&["campaigns", "recipients", "Spring sale", "--count", "--min-sequence", &seq]);
+        assert_eq!(count.trim(), young_de_fr.to_string());
+        let five = run(&["campaigns", "recipients", "Spring sale", "--limit", "5", "--min-sequence", &seq]);
+        assert_eq!(five.lines().count(), 5);
+
+        let legacy = json(&[
+            "segments",
+            "import-legacy",
+            "Old newsletter DE",
+            "--criteria",
+            r#"country = "DE""#,
+            "--list",
+            "Newsletter 2019",
+        ]);
+        let seq = legacy["sequence"].as_u64().unwrap().to_string();
+        let listed = run(&["segments", "list", "--legacy", "--min-sequence", &seq]);
+        assert!(listed.contains("Old newsletter DE") && !listed.contains("young-de"), "{listed}");
+        let refused = segctl(&server, &["segments", "delete", "Old newsletter DE"]);
+        assert_eq!(refused.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("FAILED_PRECONDITION") && stderr.contains("legacy"), "{stderr}");
+        run(&["segments", "clone", "Old newsletter DE", "Newsletter DE"]);
+
+        let preview = json(&["segments", "bulk-preview", "lifecycle_stage"]);
+        assert_eq!(preview["values"].as_array().unwrap().len(), stages.len());
+        let bulk = json(&["segments", "bulk-create", "Stage", "--field", "lifecycle_stage"]);
+        let names: Vec<&str> =
+            bulk["segments"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(names.len(), stages.len());
+        assert!(names.contains(&"Stage - customer"), "{names:?}");
+        let companies = json(&["segments", "bulk-preview", "company"]);
+        let n = companies["values"].as_array().unwrap().len();
+        assert!(n > 100, "{n}");
+        let too_many = segctl(&server, &["segments", "bulk-create", "Firms", "--field", "company"]);
+        let stderr = String::from_utf8_lossy(&too_many.stderr);
+        assert!(
+            stderr.contains(&format!("field company has {n} distinct values")) && stderr.contains("at most 100"),
+            "{stderr}"
+        );
+    })
+    .await
+    .unwrap();
+    served.stop().await.unwrap();
+}

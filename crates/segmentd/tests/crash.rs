@@ -53,7 +53,12 @@ fn contact(i: usize) -> pb::ContactInput {
 /// Every contact and segment the server holds, read after `min_sequence`.
 async fn snapshot(channel: &Channel, min_sequence: u64) -> (Vec<pb::Segment>, Vec<pb::Contact>) {
     let mut q = QueriesClient::new(channel.clone());
-    let segments = q.list_segments(pb::ListSegmentsRequest { min_sequence }).await.unwrap().into_inner().segments;
+    let segments = q
+        .list_segments(pb::ListSegmentsRequest { min_sequence, ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .segments;
     let mut contacts = Vec::new();
     let mut token = String::new();
     loop {

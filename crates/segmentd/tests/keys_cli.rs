@@ -89,8 +89,12 @@ async fn keys_are_created_listed_revoked_and_enforced_by_role() {
     let denied = commands.create_segment(with_key(&analyst, create("b"))).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
     assert!(denied.message().contains("analyst") && denied.message().contains("CreateSegment"), "{denied:?}");
-    queries.list_segments(with_key(&analyst, pb::ListSegmentsRequest { min_sequence: 0 })).await.unwrap();
-    let anonymous = queries.list_segments(pb::ListSegmentsRequest { min_sequence: 0 }).await.unwrap_err();
+    queries
+        .list_segments(with_key(&analyst, pb::ListSegmentsRequest { min_sequence: 0, ..Default::default() }))
+        .await
+        .unwrap();
+    let anonymous =
+        queries.list_segments(pb::ListSegmentsRequest { min_sequence: 0, ..Default::default() }).await.unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
 
     keys(data, &["revoke", "acme/bi"]);

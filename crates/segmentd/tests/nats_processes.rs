@@ -297,7 +297,7 @@ async fn two_command_nodes_racing_for_one_segment_name_exactly_one_wins() {
     let queries = spawn("queries", &["queries", "--nats-url", &url]).await;
     let listed = call(
         "ListSegments on the query node",
-        queries.queries().list_segments(pb::ListSegmentsRequest { min_sequence: max_seq }),
+        queries.queries().list_segments(pb::ListSegmentsRequest { min_sequence: max_seq, ..Default::default() }),
     )
     .await
     .expect("the query node lists segments");

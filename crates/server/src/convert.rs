@@ -1,11 +1,12 @@
 //! proto ⇄ domain, once. Requests are parsed into domain types here (parse,
 //! don't validate); every error names the request field that was wrong.
 
+use segmentd_domain::catalog::{CampaignDef, ListDef, TopicDef, parse_name};
 use segmentd_domain::contact::{FieldValue, MAX_EMAIL_LEN};
 use segmentd_domain::contact_decide::{ContactPatch, FieldInput};
 use segmentd_domain::criteria::{Condition, Operator, Value};
 use segmentd_domain::event::{Activity, JobKind};
-use segmentd_domain::segment::SegmentDef;
+use segmentd_domain::segment::{SegmentCatalog, SegmentDef};
 use segmentd_domain::{Contact, Criteria, Decimal, Email, Field, Timestamp};
 use segmentd_proto::v1 as pb;
 use segmentd_readmodel::{AffectedContact, JobStatus, JobView, SegmentLookup, Until};
@@ -69,7 +70,8 @@ pub fn contact(c: &Contact) -> pb::Contact {
     pb::Contact { email: c.email.clone(), fields }
 }
 
-pub fn segment(def: &SegmentDef) -> pb::Segment {
+/// A segment as the API shows it; `catalog` names its topics.
+pub fn segment(def: &SegmentDef, catalog: &SegmentCatalog) -> pb::Segment {
     let tree = Criteria::parse(&def.criteria).ok().map(|c| criteria_to_proto(&c));
     pb::Segment {
         id: def.id,
@@ -79,7 +81,127 @@ pub fn segment(def: &SegmentDef) -> pb::Segment {
         version: def.version,
         created_at: def.created_at.to_string(),
         updated_at: def.updated_at.to_string(),
+        legacy: def.is_legacy(),
+        legacy_list: def.legacy_list.clone().unwrap_or_default(),
+        topics: def.topics.iter().filter_map(|id| catalog.extras.topics.get(id)).map(topic).collect(),
+        bulk_parent_id: def.bulk_parent.unwrap_or_default(),
+        cloned_from_id: def.cloned_from.unwrap_or_default(),
     }
+}
+
+pub fn topic(t: &TopicDef) -> pb::Topic {
+    pb::Topic { id: t.id, name: t.name.clone(), created_at: t.created_at.to_string() }
+}
+
+pub fn static_list(l: &ListDef) -> pb::StaticList {
+    pb::StaticList {
+        id: l.id,
+        name: l.name.clone(),
+        segment_id: l.segment_id,
+        criteria_text: l.criteria.clone(),
+        at_sequence: l.at_sequence,
+        member_count: l.member_count,
+        created_at: l.created_at.to_string(),
+    }
+}
+
+pub fn campaign(c: &CampaignDef) -> pb::Campaign {
+    pb::Campaign {
+        id: c.id,
+        name: c.name.clone(),
+        subject: c.subject.clone(),
+        sender: c.sender.clone(),
+        segment_id: c.segment_id,
+        created_at: c.created_at.to_string(),
+    }
+}
+
+/// A name given to a new topic, list or campaign (`field` names it in errors).
+pub fn name(field: &str, raw: &str) -> Result<String, BadRequest> {
+    parse_name(field, raw).map_err(|e| bad(e.to_string()))
+}
+
+/// How a request names a topic, list or campaign.
+#[derive(Clone, Debug)]
+pub enum Lookup<'a> {
+    Id(u64),
+    Name(&'a str),
+}
+
+impl Lookup<'_> {
+    /// The NOT_FOUND message for a `what` ("topic", "list", "campaign").
+    pub fn missing(&self, what: &str) -> String {
+        match self {
+            Lookup::Id(id) => format!("{what} {id} does not exist"),
+            Lookup::Name(name) => format!("no {what} is named {name:?}"),
+        }
+    }
+}
+
+fn lookup<'a>(field: &str, id: Option<u64>, name: Option<&'a str>) -> Result<Lookup<'a>, BadRequest> {
+    match (id, name) {
+        (Some(0), _) | (None, None) => Err(bad(format!("{field}: give an id or a name"))),
+        (Some(id), _) => Ok(Lookup::Id(id)),
+        (None, Some(n)) if n.trim().is_empty() => Err(bad(format!("{field}: the name is empty"))),
+        (None, Some(n)) => Ok(Lookup::Name(n.trim())),
+    }
+}
+
+pub fn topic_ref<'a>(field: &str, r: Option<&'a pb::TopicRef>) -> Result<Lookup<'a>, BadRequest> {
+    use pb::topic_ref::By;
+    let by = r.and_then(|r| r.by.as_ref());
+    lookup(
+        field,
+        by.and_then(|b| if let By::Id(id) = b { Some(*id) } else { None }),
+        by.and_then(|b| if let By::Name(n) = b { Some(n.as_str()) } else { None }),
+    )
+}
+
+pub fn list_ref<'a>(field: &str, r: Option<&'a pb::ListRef>) -> Result<Lookup<'a>, BadRequest> {
+    use pb::list_ref::By;
+    let by = r.and_then(|r| r.by.as_ref());
+    lookup(
+        field,
+        by.and_then(|b| if let By::Id(id) = b { Some(*id) } else { None }),
+        by.and_then(|b| if let By::Name(n) = b { Some(n.as_str()) } else { None }),
+    )
+}
+
+pub fn campaign_ref<'a>(field: &str, r: Option<&'a pb::CampaignRef>) -> Result<Lookup<'a>, BadRequest> {
+    use pb::campaign_ref::By;
+    let by = r.and_then(|r| r.by.as_ref());
+    lookup(
+        field,
+        by.and_then(|b| if let By::Id(id) = b { Some(*id) } else { None }),
+        by.and_then(|b| if let By::Name(n) = b { Some(n.as_str()) } else { None }),
+    )
+}
+
+/// The topic `lookup` names in `catalog`.
+pub fn find_topic<'c>(catalog: &'c SegmentCatalog, l: &Lookup<'_>) -> Option<&'c TopicDef> {
+    match l {
+        Lookup::Id(id) => catalog.extras.topics.get(id),
+        Lookup::Name(n) => catalog.extras.topic_by_name(n),
+    }
+}
+
+pub fn find_list<'c>(catalog: &'c SegmentCatalog, l: &Lookup<'_>) -> Option<&'c ListDef> {
+    match l {
+        Lookup::Id(id) => catalog.extras.lists.get(id),
+        Lookup::Name(n) => catalog.extras.list_by_name(n),
+    }
+}
+
+pub fn find_campaign<'c>(catalog: &'c SegmentCatalog, l: &Lookup<'_>) -> Option<&'c CampaignDef> {
+    match l {
+        Lookup::Id(id) => catalog.extras.campaigns.get(id),
+        Lookup::Name(n) => catalog.extras.campaign_by_name(n),
+    }
+}
+
+/// A contact field named in a request (e.g. "country", "custom.plan").
+pub fn field(name: &str, raw: &str) -> Result<Field, BadRequest> {
+    Field::parse(raw.trim()).map_err(|e| bad(format!("{name}: {e}")))
 }
 
 pub fn segment_ref<'a>(field: &str, r: Option<&'a pb::SegmentRef>) -> Result<SegmentLookup<'a>, BadRequest> {

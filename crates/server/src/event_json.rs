@@ -18,8 +18,10 @@
 //! a pure function of the domain's events.
 
 use segmentd_domain::event::{
-    Activity, ActivityRecorded, Change, ContactCreated, ContactDeleted, ContactUpdated, JobAbandoned, JobCompleted,
-    JobKind, JobMembersListed, JobProgressed, JobStarted, ScoreReset, SegmentCreated, SegmentDeleted, SegmentUpdated,
+    Activity, ActivityRecorded, BulkChild, BulkSegmentsCreated, CampaignCreated, Change, ContactCreated,
+    ContactDeleted, ContactUpdated, JobAbandoned, JobCompleted, JobKind, JobMembersListed, JobProgressed, JobStarted,
+    LegacySegmentImported, ListMembersRecorded, ScoreReset, SegmentCloned, SegmentCreated, SegmentDeleted,
+    SegmentSavedAsList, SegmentUpdated, TopicCreated, TopicsAssigned, TopicsUnassigned,
 };
 use segmentd_domain::{Contact, Decimal, Event, Timestamp};
 use segmentd_log::Recorded;
@@ -157,6 +159,72 @@ pub fn data(event: &Event) -> String {
             o.raw("amount", &nullable(amount.as_ref()));
             o.string("at", &at.to_string());
         }
+        Event::LegacySegmentImported(LegacySegmentImported { segment_id, name, criteria, list_name }) => {
+            o.number("segment_id", *segment_id);
+            o.string("name", name);
+            o.string("criteria", criteria);
+            o.string("list_name", list_name);
+        }
+        Event::SegmentCloned(SegmentCloned { segment_id, source_id, name, criteria }) => {
+            o.number("segment_id", *segment_id);
+            o.number("source_id", *source_id);
+            o.string("name", name);
+            o.string("criteria", criteria);
+        }
+        Event::TopicCreated(TopicCreated { topic_id, name }) => {
+            o.number("topic_id", *topic_id);
+            o.string("name", name);
+        }
+        Event::TopicsAssigned(TopicsAssigned { segment_id, topic_ids })
+        | Event::TopicsUnassigned(TopicsUnassigned { segment_id, topic_ids }) => {
+            o.number("segment_id", *segment_id);
+            o.raw("topic_ids", &number_array(topic_ids));
+        }
+        Event::SegmentSavedAsList(SegmentSavedAsList {
+            list_id,
+            name,
+            segment_id,
+            criteria,
+            at_sequence,
+            member_count,
+        }) => {
+            o.number("list_id", *list_id);
+            o.string("name", name);
+            o.number("segment_id", *segment_id);
+            o.string("criteria", criteria);
+            o.number("at_sequence", *at_sequence);
+            o.number("member_count", *member_count);
+        }
+        Event::ListMembersRecorded(ListMembersRecorded { list_id, emails }) => {
+            o.number("list_id", *list_id);
+            o.raw("emails", &string_array(emails));
+        }
+        Event::CampaignCreated(CampaignCreated { campaign_id, name, subject, sender, segment_id }) => {
+            o.number("campaign_id", *campaign_id);
+            o.string("name", name);
+            o.string("subject", subject);
+            o.string("sender", sender);
+            o.number("segment_id", *segment_id);
+        }
+        Event::BulkSegmentsCreated(BulkSegmentsCreated { bulk_id, base_name, field, children }) => {
+            o.number("bulk_id", *bulk_id);
+            o.string("base_name", base_name);
+            o.string("field", field);
+            let mut list = String::from("[");
+            for (i, BulkChild { segment_id, name, value, criteria }) in children.iter().enumerate() {
+                if i > 0 {
+                    list.push(',');
+                }
+                let mut c = Object::new();
+                c.number("segment_id", *segment_id);
+                c.string("name", name);
+                c.string("value", value);
+                c.string("criteria", criteria);
+                list.push_str(&c.finish());
+            }
+            list.push(']');
+            o.raw("children", &list);
+        }
     }
     o.finish()
 }
@@ -262,6 +330,11 @@ fn string_array(items: &[String]) -> String {
     }
     out.push(']');
     out
+}
+
+fn number_array(items: &[u64]) -> String {
+    let items: Vec<String> = items.iter().map(u64::to_string).collect();
+    format!("[{}]", items.join(","))
 }
 
 /// A JSON object written key by key, in the order the keys are given.

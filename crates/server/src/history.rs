@@ -10,7 +10,7 @@
 //! **Must not depend on** tonic or prost, nor on a log backend: it talks to
 //! the `EventLog` port only.
 
-use segmentd_domain::event::{SegmentCreated, SegmentDeleted, SegmentUpdated};
+use segmentd_domain::event::{LegacySegmentImported, SegmentCloned, SegmentCreated, SegmentDeleted, SegmentUpdated};
 use segmentd_domain::segment::{SegmentCatalog, SegmentName};
 use segmentd_domain::{AggregateId, AggregateKind, Email, Envelope, Event, Timestamp};
 use segmentd_log::{EventLog, LogError, Recorded, Seq};
@@ -169,7 +169,7 @@ pub async fn segment_history(
         SegmentLookup::Name(name) => resolve_name(&events, name)
             .ok_or_else(|| HistoryError::NotFound(format!("no segment is or was named {name:?}")))?,
     };
-    let events: Vec<Recorded> = events.into_iter().filter(|r| segment_of(&r.envelope) == Some(id)).collect();
+    let events: Vec<Recorded> = events.into_iter().filter(|r| concerns_segment(&r.envelope, id)).collect();
     if events.is_empty() {
         return Err(HistoryError::NotFound(format!("segment {id} does not exist and never did")));
     }
@@ -197,7 +197,10 @@ fn resolve_name(events: &[Recorded], name: &str) -> Option<u64> {
         catalog.apply(&rec.envelope.event, rec.envelope.time);
         let held = match &rec.envelope.event {
             Event::SegmentCreated(SegmentCreated { segment_id, name, .. })
+            | Event::LegacySegmentImported(LegacySegmentImported { segment_id, name, .. })
+            | Event::SegmentCloned(SegmentCloned { segment_id, name, .. })
             | Event::SegmentDeleted(SegmentDeleted { segment_id, name }) => is(name).then_some(*segment_id),
+            Event::BulkSegmentsCreated(b) => b.children.iter().find(|c| is(&c.name)).map(|c| c.segment_id),
             Event::SegmentUpdated(SegmentUpdated { segment_id, name: Some(change), .. }) => {
                 (is(&change.from) || is(&change.to)).then_some(*segment_id)
             }
@@ -208,25 +211,35 @@ fn resolve_name(events: &[Recorded], name: &str) -> Option<u64> {
     catalog.by_name(name).map(|s| s.id).or(last_holder)
 }
 
-/// The segment a catalogue event is about. Exhaustive, so that a new event
-/// type must say whether it belongs to a segment's history.
-fn segment_of(env: &Envelope) -> Option<u64> {
+/// Whether a catalogue event belongs to segment `id`'s history: its
+/// creation (imported, cloned, made by a bulk), changes, topics, lists and
+/// campaigns made from it, deletion. Exhaustive, so that a new event type
+/// must say whether it belongs to a segment's history.
+fn concerns_segment(env: &Envelope, id: u64) -> bool {
     match &env.event {
-        Event::SegmentCreated(e) => Some(e.segment_id),
-        Event::SegmentUpdated(e) => Some(e.segment_id),
-        Event::SegmentDeleted(e) => Some(e.segment_id),
-        // Jobs name a segment but belong to their own aggregate; contact
-        // events never touch the catalogue.
+        Event::SegmentCreated(e) => e.segment_id == id,
+        Event::SegmentUpdated(e) => e.segment_id == id,
+        Event::SegmentDeleted(e) => e.segment_id == id,
+        Event::LegacySegmentImported(e) => e.segment_id == id,
+        Event::SegmentCloned(e) => e.segment_id == id || e.source_id == id,
+        Event::TopicsAssigned(e) => e.segment_id == id,
+        Event::TopicsUnassigned(e) => e.segment_id == id,
+        Event::SegmentSavedAsList(e) => e.segment_id == id,
+        Event::CampaignCreated(e) => e.segment_id == id,
+        Event::BulkSegmentsCreated(e) => e.children.iter().any(|c| c.segment_id == id),
         Event::ContactCreated(_)
         | Event::ContactUpdated(_)
         | Event::ContactDeleted(_)
+        | Event::TopicCreated(_)
+        | Event::ListMembersRecorded(_)
+        // Jobs name a segment but belong to their own aggregate.
         | Event::JobStarted(_)
         | Event::JobMembersListed(_)
         | Event::JobProgressed(_)
         | Event::JobCompleted(_)
         | Event::JobAbandoned(_)
         | Event::ScoreReset(_)
-        | Event::ActivityRecorded(_) => None,
+        | Event::ActivityRecorded(_) => false,
     }
 }
 

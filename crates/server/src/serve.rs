@@ -309,10 +309,17 @@ async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Res
     };
     let commands = writer.map(|w| {
         let service = CommandsService::new(w, config.api_keys.clone());
-        CommandsServer::new(match &jobs {
+        let service = match &jobs {
             Some(jobs) => service.with_jobs(Arc::clone(jobs)),
             None => service,
-        })
+        };
+        // A node with a read model reads members and values for commands
+        // (SaveSegmentAsList, CreateBulkSegments) from it.
+        let service = match &model {
+            Some(m) => service.with_read_model(Arc::clone(m), config.query_wait),
+            None => service,
+        };
+        CommandsServer::new(service)
     });
     let queries = model.as_ref().map(|m| {
         let service = QueriesService::new(Arc::clone(m), config.api_keys.clone(), config.query_wait)

@@ -103,11 +103,22 @@ pub fn as_of_without_log() -> Status {
 fn domain(e: DomainError) -> Status {
     let msg = e.to_string();
     match e {
-        DomainError::SegmentNameTaken(_) => Status::already_exists(msg),
-        DomainError::SegmentNotFound(_) | DomainError::ContactNotFound(_) => Status::not_found(msg),
+        DomainError::SegmentNameTaken(_)
+        | DomainError::TopicNameTaken(_)
+        | DomainError::ListNameTaken(_)
+        | DomainError::CampaignNameTaken(_) => Status::already_exists(msg),
+        DomainError::SegmentNotFound(_) | DomainError::ContactNotFound(_) | DomainError::TopicNotFound(_) => {
+            Status::not_found(msg)
+        }
         DomainError::StaleVersion { .. } => Status::aborted(msg),
         DomainError::NothingToUpdate | DomainError::InvalidValue(_) => Status::invalid_argument(msg),
-        DomainError::NotConfirmed(_) => Status::failed_precondition(msg),
+        DomainError::NotConfirmed(_)
+        | DomainError::LegacySegmentReadOnly { .. }
+        | DomainError::TopicsAlreadyAssigned { .. }
+        | DomainError::TopicsNotAssigned { .. }
+        | DomainError::ListTooLarge { .. }
+        | DomainError::TooManyBulkValues { .. }
+        | DomainError::NoBulkValues(_) => Status::failed_precondition(msg),
     }
 }
 

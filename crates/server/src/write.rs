@@ -87,6 +87,49 @@ pub struct SegmentOutcome {
     /// The segment after the command (`None` after a delete).
     pub segment: Option<SegmentDef>,
     pub duplicate: bool,
+    /// What the command made or changed (for a duplicate: the first attempt).
+    pub touched: Touched,
+    /// The catalogue after the command.
+    pub catalog: SegmentCatalog,
+}
+
+/// The ids a catalogue command made or changed, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub segment: Option<u64>,
+    pub topic: Option<u64>,
+    pub list: Option<u64>,
+    pub campaign: Option<u64>,
+    pub bulk: Option<u64>,
+}
+
+impl Touched {
+    fn add(&mut self, event: &Event) {
+        match event {
+            Event::SegmentCreated(e) => self.segment = Some(e.segment_id),
+            Event::SegmentUpdated(e) => self.segment = Some(e.segment_id),
+            Event::SegmentDeleted(e) => self.segment = Some(e.segment_id),
+            Event::LegacySegmentImported(e) => self.segment = Some(e.segment_id),
+            Event::SegmentCloned(e) => self.segment = Some(e.segment_id),
+            Event::TopicsAssigned(e) => self.segment = Some(e.segment_id),
+            Event::TopicsUnassigned(e) => self.segment = Some(e.segment_id),
+            Event::TopicCreated(e) => self.topic = Some(e.topic_id),
+            Event::SegmentSavedAsList(e) => self.list = Some(e.list_id),
+            Event::CampaignCreated(e) => self.campaign = Some(e.campaign_id),
+            Event::BulkSegmentsCreated(e) => self.bulk = Some(e.bulk_id),
+            Event::ContactCreated(_)
+            | Event::ContactUpdated(_)
+            | Event::ContactDeleted(_)
+            | Event::ListMembersRecorded(_)
+            | Event::JobStarted(_)
+            | Event::JobMembersListed(_)
+            | Event::JobProgressed(_)
+            | Event::JobCompleted(_)
+            | Event::JobAbandoned(_)
+            | Event::ScoreReset(_)
+            | Event::ActivityRecorded(_) => {}
+        }
+    }
 }
 
 /// Turns commands into appended events.
@@ -102,7 +145,7 @@ pub struct Writer {
 struct CachedCatalog {
     seq: Seq,
     catalog: SegmentCatalog,
-    commands: HashMap<String, Seq>,
+    commands: HashMap<String, (Seq, Touched)>,
 }
 
 pub(crate) struct ContactState {
@@ -207,32 +250,39 @@ impl Writer {
         Err(CommandError::Contended("contacts kept changing while the delete was decided".into()))
     }
 
+    /// Decides a catalogue command and appends its events: the catalogue's
+    /// in one entry, and a saved list's members in an entry for the list's
+    /// own aggregate, placed first, so that on a log without atomic
+    /// multi-aggregate requests (NATS) a list never appears in the
+    /// catalogue without its members.
     #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id), err)]
     pub async fn segments(&self, meta: &CommandMeta, command: SegmentCommand) -> Result<SegmentOutcome, CommandError> {
         let org = &meta.caller.org;
         let aggregate = AggregateId::segment_catalog(org);
         for _ in 0..CONFLICT_RETRIES {
             let (last_seq, mut catalog) = self.catalog(org).await?;
-            if let Some(seq) = self.catalog_command_seq(org, &meta.command_id) {
-                let segment = match &command {
-                    SegmentCommand::Create { name, .. } => catalog.by_name(name.as_str()).cloned(),
-                    SegmentCommand::Update { id, .. } | SegmentCommand::Delete { id, .. } => {
-                        catalog.segments.get(id).cloned()
-                    }
-                };
-                return Ok(SegmentOutcome { seq, segment, duplicate: true });
+            if let Some((seq, touched)) = self.catalog_command(org, &meta.command_id) {
+                let segment = touched.segment.and_then(|id| catalog.segments.get(&id).cloned());
+                return Ok(SegmentOutcome { seq, segment, duplicate: true, touched, catalog });
             }
             let events = decide_segments(&catalog, command.clone())?;
             let now = now();
-            let touched = touched_segment(&events);
-            let entry = self.entry(meta, aggregate.clone(), last_seq, events.clone(), now);
-            match self.append(meta, vec![entry]).await? {
+            let mut touched = Touched::default();
+            events.iter().for_each(|e| touched.add(e));
+            let (members, own): (Vec<Event>, Vec<Event>) =
+                events.into_iter().partition(|e| matches!(e, Event::ListMembersRecorded(_)));
+            let mut entries = Vec::with_capacity(2);
+            if let (Some(list), false) = (touched.list, members.is_empty()) {
+                entries.push(self.entry(meta, AggregateId::list(org, list), 0, members, now));
+            }
+            entries.push(self.entry(meta, aggregate.clone(), last_seq, own.clone(), now));
+            match self.append(meta, entries).await? {
                 Some(Appended::New { last_seq }) => {
-                    for e in &events {
+                    for e in &own {
                         catalog.apply(e, now);
                     }
-                    let segment = touched.and_then(|id| catalog.segments.get(&id).cloned());
-                    return Ok(SegmentOutcome { seq: last_seq, segment, duplicate: false });
+                    let segment = touched.segment.and_then(|id| catalog.segments.get(&id).cloned());
+                    return Ok(SegmentOutcome { seq: last_seq, segment, duplicate: false, touched, catalog });
                 }
                 // The log knew the command id; the next round answers from the catalogue.
                 Some(Appended::Duplicate { .. }) | None => continue,
@@ -278,7 +328,9 @@ impl Writer {
         }
         for rec in fresh {
             cached.catalog.apply(&rec.envelope.event, rec.envelope.time);
-            cached.commands.insert(rec.envelope.command_id, rec.seq);
+            let entry = cached.commands.entry(rec.envelope.command_id).or_default();
+            entry.0 = rec.seq;
+            entry.1.add(&rec.envelope.event);
             cached.seq = rec.seq;
         }
         let answer = (cached.seq, cached.catalog.clone());
@@ -289,8 +341,9 @@ impl Writer {
         Ok(answer)
     }
 
-    /// The sequence of the command's last catalogue event, if it was recorded.
-    fn catalog_command_seq(&self, org: &str, command_id: &str) -> Option<Seq> {
+    /// The sequence of the command's last catalogue event and what it
+    /// touched, if it was recorded.
+    fn catalog_command(&self, org: &str, command_id: &str) -> Option<(Seq, Touched)> {
         self.catalogs.lock().unwrap_or_else(|p| p.into_inner()).get(org)?.commands.get(command_id).copied()
     }
 
@@ -375,13 +428,4 @@ fn check_batch<'e>(emails: impl ExactSizeIterator<Item = &'e Email>) -> Result<(
         }
     }
     Ok(())
-}
-
-fn touched_segment(events: &[Event]) -> Option<u64> {
-    events.iter().find_map(|e| match e {
-        Event::SegmentCreated(e) => Some(e.segment_id),
-        Event::SegmentUpdated(e) => Some(e.segment_id),
-        Event::SegmentDeleted(e) => Some(e.segment_id),
-        _ => None,
-    })
 }

@@ -3,8 +3,10 @@
 //! a sample changes its golden bytes: add new samples, never edit old ones.
 
 use segmentd_domain::event::{
-    Activity, ActivityRecorded, Change, ContactCreated, ContactDeleted, ContactUpdated, JobAbandoned, JobCompleted,
-    JobKind, JobMembersListed, JobProgressed, JobStarted, ScoreReset, SegmentCreated, SegmentDeleted, SegmentUpdated,
+    Activity, ActivityRecorded, BulkChild, BulkSegmentsCreated, CampaignCreated, Change, ContactCreated,
+    ContactDeleted, ContactUpdated, JobAbandoned, JobCompleted, JobKind, JobMembersListed, JobProgressed, JobStarted,
+    LegacySegmentImported, ListMembersRecorded, ScoreReset, SegmentCloned, SegmentCreated, SegmentDeleted,
+    SegmentSavedAsList, SegmentUpdated, TopicCreated, TopicsAssigned, TopicsUnassigned,
 };
 use segmentd_domain::{AggregateId, Contact, Decimal, Envelope, Event, Timestamp};
 use std::collections::BTreeMap;
@@ -161,6 +163,83 @@ pub(crate) fn samples() -> Vec<Envelope> {
                 contact: bought,
                 activity: Activity::Purchase { amount: Decimal::parse("49.90").expect("valid decimal") },
                 at: at("2025-06-02T11:58:00Z"),
+            }),
+        ),
+        envelope(
+            113,
+            catalog(),
+            Event::LegacySegmentImported(LegacySegmentImported {
+                segment_id: 43,
+                name: "Alte Liste: Großkunden".into(),
+                criteria: r#"lifecycle_stage = "customer" and total_spent >= 1000"#.into(),
+                list_name: "Newsletter DE (2019)".into(),
+            }),
+        ),
+        envelope(
+            114,
+            catalog(),
+            Event::SegmentCloned(SegmentCloned {
+                segment_id: 44,
+                source_id: 43,
+                name: "Großkunden – org-weit".into(),
+                criteria: r#"lifecycle_stage = "customer" and total_spent >= 1500"#.into(),
+            }),
+        ),
+        envelope(115, catalog(), Event::TopicCreated(TopicCreated { topic_id: 3, name: "Frühjahrsaktion".into() })),
+        envelope(116, catalog(), Event::TopicsAssigned(TopicsAssigned { segment_id: 44, topic_ids: vec![3, 5] })),
+        envelope(117, catalog(), Event::TopicsUnassigned(TopicsUnassigned { segment_id: 44, topic_ids: vec![5] })),
+        envelope(
+            118,
+            catalog(),
+            Event::SegmentSavedAsList(SegmentSavedAsList {
+                list_id: 7,
+                name: "Großkunden Juni 2025".into(),
+                segment_id: 44,
+                criteria: r#"lifecycle_stage = "customer" and total_spent >= 1500"#.into(),
+                at_sequence: 1_234_567,
+                member_count: 2,
+            }),
+        ),
+        envelope(
+            119,
+            AggregateId::list(ORG, 7),
+            Event::ListMembersRecorded(ListMembersRecorded {
+                list_id: 7,
+                emails: vec![EMAIL.into(), "o'brien+news@example.ie".into()],
+            }),
+        ),
+        envelope(
+            130,
+            catalog(),
+            Event::CampaignCreated(CampaignCreated {
+                campaign_id: 2,
+                name: "Sommer-Sale 2025".into(),
+                subject: "Nur heute: 20 % auf alles – für Sie, Zoë".into(),
+                sender: "news@acme-gmbh.example".into(),
+                segment_id: 44,
+            }),
+        ),
+        envelope(
+            131,
+            catalog(),
+            Event::BulkSegmentsCreated(BulkSegmentsCreated {
+                bulk_id: 1,
+                base_name: "Nach Land".into(),
+                field: "country".into(),
+                children: vec![
+                    BulkChild {
+                        segment_id: 45,
+                        name: "Nach Land - DE".into(),
+                        value: "DE".into(),
+                        criteria: r#"country = "DE""#.into(),
+                    },
+                    BulkChild {
+                        segment_id: 46,
+                        name: "Nach Land - Österreich".into(),
+                        value: "Österreich".into(),
+                        criteria: r#"country = "Österreich""#.into(),
+                    },
+                ],
             }),
         ),
     ]

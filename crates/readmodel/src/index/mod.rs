@@ -130,6 +130,12 @@ impl ContactIndex {
         self.text(&Field::Email).and_then(|t| t.rows_equal(email)).into_iter().flat_map(|rows| rows.iter())
     }
 
+    /// Each distinct value of a text field: its first row and how many
+    /// rows hold it. Empty for a custom field no contact has had.
+    pub(crate) fn text_values(&self, field: &Field) -> impl Iterator<Item = (Option<u32>, u64)> + '_ {
+        self.text(field).into_iter().flat_map(TextIndex::value_rows).map(|rows| (rows.iter().next(), rows.len()))
+    }
+
     pub(crate) fn insert(&mut self, row: u32, c: &Contact) {
         self.live.insert(row);
         for (field, index) in &mut self.text {

@@ -113,6 +113,11 @@ impl TextIndex {
         self.values.len()
     }
 
+    /// The rows of each distinct value.
+    pub(crate) fn value_rows(&self) -> impl Iterator<Item = &Rows> {
+        self.values.values()
+    }
+
     /// The rows whose value equals `value` ignoring case.
     pub(crate) fn rows_equal(&self, value: &str) -> Option<&Rows> {
         self.values.get(&*lower(value))

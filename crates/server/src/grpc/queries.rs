@@ -4,6 +4,7 @@
 
 use crate::auth::ApiKeys;
 use crate::convert;
+use segmentd_domain::catalog::MAX_BULK_SEGMENTS;
 use segmentd_domain::{Criteria, Timestamp};
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::queries_server::Queries;
@@ -131,6 +132,31 @@ fn segment_criteria(view: &OrgView, lookup: SegmentLookup<'_>) -> Result<Arc<Cri
     view.segment_criteria(def.id)
         .cloned()
         .ok_or_else(|| Status::internal(format!("segment {} has criteria this server cannot read", def.id)))
+}
+
+/// The criteria of a campaign's segment; FAILED_PRECONDITION once the
+/// segment is deleted (the campaign has no recipients to speak of).
+fn campaign_criteria(view: &OrgView, lookup: &convert::Lookup<'_>) -> Result<Arc<Criteria>, Status> {
+    let campaign =
+        convert::find_campaign(view.catalog(), lookup).ok_or_else(|| Status::not_found(lookup.missing("campaign")))?;
+    if view.segment(SegmentLookup::Id(campaign.segment_id)).is_none() {
+        return Err(Status::failed_precondition(format!(
+            "campaign {} ({:?}) has no recipients: its segment {} was deleted",
+            campaign.id, campaign.name, campaign.segment_id
+        )));
+    }
+    segment_criteria(view, SegmentLookup::Id(campaign.segment_id))
+}
+
+const LIST_TOKEN_PREFIX: &str = "l1.";
+
+fn list_token(raw: &str) -> Result<usize, Status> {
+    if raw.is_empty() {
+        return Ok(0);
+    }
+    raw.strip_prefix(LIST_TOKEN_PREFIX)
+        .and_then(|r| r.parse().ok())
+        .ok_or_else(|| Status::invalid_argument("page_token: not a token this server gave out"))
 }
 
 fn not_found(lookup: &SegmentLookup<'_>) -> Status {
@@ -313,7 +339,9 @@ impl Queries for QueriesService {
         let as_of = convert::as_of("as_of", req.as_of.as_ref())?;
         let past = self.past_state(as_of).await?;
         let found = self.model_of(&past).read(&org, |view, _| {
-            view.segment(lookup.clone()).map(|s| Response::new(convert::segment(s))).ok_or_else(|| not_found(&lookup))
+            view.segment(lookup.clone())
+                .map(|s| Response::new(convert::segment(s, view.catalog())))
+                .ok_or_else(|| not_found(&lookup))
         });
         mark_past(found, &past)
     }
@@ -323,9 +351,32 @@ impl Queries for QueriesService {
         request: Request<pb::ListSegmentsRequest>,
     ) -> Result<Response<pb::ListSegmentsReply>, Status> {
         let org = self.prepare(&request, request.get_ref().min_sequence).await?;
-        Ok(self.model.read(&org, |view, sequence| {
-            Response::new(pb::ListSegmentsReply { segments: view.segments().map(convert::segment).collect(), sequence })
-        }))
+        let req = request.get_ref();
+        let legacy = pb::LegacyFilter::try_from(req.legacy)
+            .map_err(|_| Status::invalid_argument(format!("legacy: unknown filter {}", req.legacy)))?;
+        let topic = req.topic.as_ref().map(|t| convert::topic_ref("topic", Some(t))).transpose()?;
+        let bulk_parent = (req.bulk_parent_id != 0).then_some(req.bulk_parent_id);
+        self.model.read(&org, |view, sequence| {
+            let catalog = view.catalog();
+            let topic = match &topic {
+                Some(l) => {
+                    Some(convert::find_topic(catalog, l).ok_or_else(|| Status::not_found(l.missing("topic")))?.id)
+                }
+                None => None,
+            };
+            let segments = view
+                .segments()
+                .filter(|s| match legacy {
+                    pb::LegacyFilter::All => true,
+                    pb::LegacyFilter::OrgLevel => !s.is_legacy(),
+                    pb::LegacyFilter::Legacy => s.is_legacy(),
+                })
+                .filter(|s| topic.is_none_or(|t| s.topics.contains(&t)))
+                .filter(|s| bulk_parent.is_none_or(|b| s.bulk_parent == Some(b)))
+                .map(|s| convert::segment(s, catalog))
+                .collect();
+            Ok(Response::new(pb::ListSegmentsReply { segments, sequence }))
+        })
     }
 
     async fn count_members(
@@ -389,5 +440,138 @@ impl Queries for QueriesService {
                 sequence,
             })
         }))
+    }
+
+    async fn list_topics(
+        &self,
+        request: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsReply>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        Ok(self.model.read(&org, |view, sequence| {
+            let topics = view.catalog().extras.topics.values().map(convert::topic).collect();
+            Response::new(pb::ListTopicsReply { topics, sequence })
+        }))
+    }
+
+    async fn get_list(&self, request: Request<pb::GetListRequest>) -> Result<Response<pb::StaticList>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let lookup = convert::list_ref("list", request.get_ref().list.as_ref())?;
+        self.model.read(&org, |view, _| {
+            convert::find_list(view.catalog(), &lookup)
+                .map(|l| Response::new(convert::static_list(l)))
+                .ok_or_else(|| Status::not_found(lookup.missing("list")))
+        })
+    }
+
+    async fn list_lists(&self, request: Request<pb::ListListsRequest>) -> Result<Response<pb::ListListsReply>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        Ok(self.model.read(&org, |view, sequence| {
+            let lists = view.catalog().extras.lists.values().map(convert::static_list).collect();
+            Response::new(pb::ListListsReply { lists, sequence })
+        }))
+    }
+
+    async fn list_list_members(
+        &self,
+        request: Request<pb::ListListMembersRequest>,
+    ) -> Result<Response<pb::ListListMembersReply>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let req = request.get_ref();
+        let lookup = convert::list_ref("list", req.list.as_ref())?;
+        let limit = page_size(req.page_size)?;
+        let after = list_token(&req.page_token)?;
+        self.model.read(&org, |view, sequence| {
+            let list =
+                convert::find_list(view.catalog(), &lookup).ok_or_else(|| Status::not_found(lookup.missing("list")))?;
+            let emails = view.list_members(list.id, after, limit);
+            let members = emails
+                .iter()
+                .map(|email| pb::ListMember {
+                    email: email.clone(),
+                    contact: view.contact(email).map(|c| convert::contact(c)),
+                })
+                .collect();
+            let end = after + emails.len();
+            let next_page_token =
+                if end < view.list_len(list.id) { format!("{LIST_TOKEN_PREFIX}{end}") } else { String::new() };
+            Ok(Response::new(pb::ListListMembersReply { members, next_page_token, sequence }))
+        })
+    }
+
+    async fn get_campaign(&self, request: Request<pb::GetCampaignRequest>) -> Result<Response<pb::Campaign>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let lookup = convert::campaign_ref("campaign", request.get_ref().campaign.as_ref())?;
+        self.model.read(&org, |view, _| {
+            convert::find_campaign(view.catalog(), &lookup)
+                .map(|c| Response::new(convert::campaign(c)))
+                .ok_or_else(|| Status::not_found(lookup.missing("campaign")))
+        })
+    }
+
+    async fn list_campaigns(
+        &self,
+        request: Request<pb::ListCampaignsRequest>,
+    ) -> Result<Response<pb::ListCampaignsReply>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        Ok(self.model.read(&org, |view, sequence| {
+            let campaigns = view.catalog().extras.campaigns.values().map(convert::campaign).collect();
+            Response::new(pb::ListCampaignsReply { campaigns, sequence })
+        }))
+    }
+
+    async fn count_campaign_recipients(
+        &self,
+        request: Request<pb::CountCampaignRecipientsRequest>,
+    ) -> Result<Response<pb::CountMembersReply>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let req = request.get_ref();
+        let lookup = convert::campaign_ref("campaign", req.campaign.as_ref())?;
+        let at = convert::clock(&req.at)?;
+        self.model.read(&org, |view, sequence| {
+            let criteria = campaign_criteria(view, &lookup)?;
+            Ok(Response::new(pb::CountMembersReply { count: view.count(&criteria, at), sequence }))
+        })
+    }
+
+    async fn list_campaign_recipients(
+        &self,
+        request: Request<pb::ListCampaignRecipientsRequest>,
+    ) -> Result<Response<pb::ListMembersReply>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let req = request.get_ref();
+        let lookup = convert::campaign_ref("campaign", req.campaign.as_ref())?;
+        let at = convert::clock(&req.at)?;
+        let limit = page_size(req.page_size)?;
+        let after = page_token(&req.page_token)?;
+        self.model.read(&org, |view, sequence| {
+            let criteria = campaign_criteria(view, &lookup)?;
+            let page = view.members(&criteria, at, after, limit);
+            Ok(Response::new(pb::ListMembersReply {
+                contacts: page.contacts.iter().map(|c| convert::contact(c)).collect(),
+                next_page_token: next_token(page.next_after),
+                sequence,
+            }))
+        })
+    }
+
+    async fn preview_bulk_segments(
+        &self,
+        request: Request<pb::PreviewBulkSegmentsRequest>,
+    ) -> Result<Response<pb::PreviewBulkSegmentsReply>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let field = convert::field("field", &request.get_ref().field)?;
+        self.model.read(&org, |view, sequence| {
+            let values = view.distinct_values(&field).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "field: bulk segments are made from text fields; {field} is a {} field",
+                    field.kind()
+                ))
+            })?;
+            Ok(Response::new(pb::PreviewBulkSegmentsReply {
+                values: values.into_iter().map(|(value, count)| pb::BulkValue { value, count }).collect(),
+                limit: MAX_BULK_SEGMENTS as u32,
+                sequence,
+            }))
+        })
     }
 }

@@ -48,7 +48,9 @@ pub fn replay_filter(org: &str, req: &pb::ReplayEventsRequest) -> Result<ReplayF
     let aggregate_kind = match req.aggregate_type.trim() {
         "" => None,
         raw => Some(AggregateKind::parse(raw).ok_or_else(|| {
-            bad(format!("aggregate_type: unknown aggregate type {raw:?}; use \"contact\", \"segments\" or \"job\""))
+            bad(format!(
+                "aggregate_type: unknown aggregate type {raw:?}; use \"contact\", \"segments\", \"job\" or \"list\""
+            ))
         })?),
     };
     let aggregate_id = match (req.aggregate_id.trim(), aggregate_kind) {
@@ -63,6 +65,10 @@ pub fn replay_filter(org: &str, req: &pb::ReplayEventsRequest) -> Result<ReplayF
                  use SegmentHistory for one segment"
             )));
         }
+        (raw, Some(AggregateKind::List)) => match raw.parse::<u64>() {
+            Ok(id) if id > 0 => Some(id.to_string()),
+            _ => return Err(bad(format!("aggregate_id: a list's id is a positive number, not {raw:?}"))),
+        },
     };
     let event_types = req
         .event_types
