@@ -12,14 +12,18 @@
 //! types; the API crate converts), nor on a particular log backend: the
 //! projector only sees the `EventLog` port.
 
+mod clock;
 mod index;
 mod jobs;
+mod membership;
 mod model;
 mod past;
 mod projector;
 mod store;
 
+pub use clock::Clock;
 pub use jobs::{AffectedContact, JobNotice, JobStatus, JobView};
+pub use membership::{Cause, ChangeRecord, FeedError, MemberChange, Watch, WatchFilter, run_membership_clock};
 pub use model::{Members, OrgView, ReadModel, ReadModelError, SegmentLookup};
 pub use past::{PastModels, PastState, PastView};
 pub use projector::{ProjectorError, Reached, Until, project_until, run_projector};

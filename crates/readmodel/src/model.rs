@@ -3,15 +3,17 @@
 //! answered by the org's membership index (`crate::index`), which the same
 //! write that changes a contact keeps current.
 
+use crate::clock::Clock;
 use crate::index::{ContactIndex, Evaluator};
 use crate::jobs::{AffectedContact, JobNotice, JobView, apply_job_event};
+use crate::membership::{ChangeRecord, Feed, FeedError, Memberships, Touched, Watch, WatchFilter};
 use crate::store::{self, Key};
 use roaring::RoaringBitmap;
 use segmentd_domain::contact::{FieldKind, FieldValue};
 use segmentd_domain::criteria::Criteria;
 use segmentd_domain::segment::{SegmentCatalog, SegmentDef};
 use segmentd_domain::time::Timestamp;
-use segmentd_domain::{Contact, Event, Field};
+use segmentd_domain::{AggregateKind, Contact, Event, Field};
 use segmentd_log::{Recorded, Seq};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -46,17 +48,23 @@ pub enum SegmentLookup<'a> {
 /// log in the same order.
 #[derive(Default)]
 pub struct OrgView {
-    rows: Vec<Option<Arc<Contact>>>,
+    pub(crate) rows: Vec<Option<Arc<Contact>>>,
     /// Also the email → row lookup: a separate map would hold every email a
     /// second time (about 80 MB at a million contacts).
-    index: ContactIndex,
+    pub(crate) index: ContactIndex,
     catalog: SegmentCatalog,
-    criteria: HashMap<u64, Arc<Criteria>>,
     jobs: BTreeMap<String, JobView>,
     /// Per score-reset job, the contacts it reset in log order.
     resets: HashMap<String, Vec<AffectedContact>>,
     /// The members (emails, in member order) of each static list.
     list_members: HashMap<u64, Vec<String>>,
+    pub(crate) criteria: HashMap<u64, Arc<Criteria>>,
+    /// Saved segments' members, kept per event (`crate::membership`).
+    pub(crate) memberships: Memberships,
+    /// Contacts changed since the member sets were last brought up to date.
+    pub(crate) touched: Touched,
+    /// Segments whose criteria were set or removed since then.
+    pub(crate) redefined: Vec<u64>,
 }
 
 /// Rows evaluated at once for a member page, at first; the window doubles
@@ -87,7 +95,7 @@ impl OrgView {
     }
 
     /// The row of the contact whose email is exactly `email`.
-    fn row_of(&self, email: &str) -> Option<u32> {
+    pub(crate) fn row_of(&self, email: &str) -> Option<u32> {
         self.index
             .rows_with_email(email)
             .find(|&row| self.rows.get(row as usize).and_then(Option::as_ref).is_some_and(|c| c.email == email))
@@ -178,7 +186,7 @@ impl OrgView {
     }
 
     /// The rows of every matching contact, in member order.
-    fn matching(&self, criteria: &Criteria, at: Timestamp) -> RoaringBitmap {
+    pub(crate) fn matching(&self, criteria: &Criteria, at: Timestamp) -> RoaringBitmap {
         Evaluator::new(&self.index, &self.rows, at).eval(criteria, self.index.live())
     }
 
@@ -220,6 +228,16 @@ impl OrgView {
 struct State {
     applied: Seq,
     orgs: HashMap<String, OrgView>,
+    /// The earliest and latest clock instants memberships were evaluated at
+    /// since the last `advance_clock`.
+    evaluated: Option<(Timestamp, Timestamp)>,
+}
+
+impl State {
+    fn evaluated_at(&mut self, at: Timestamp) {
+        let (low, high) = self.evaluated.unwrap_or((at, at));
+        self.evaluated = Some((low.min(at), high.max(at)));
+    }
 }
 
 pub struct ReadModel {
@@ -229,6 +247,10 @@ pub struct ReadModel {
     state: RwLock<State>,
     applied: watch::Sender<Seq>,
     jobs: broadcast::Sender<JobNotice>,
+    clock: Clock,
+    feed: Arc<Feed>,
+    /// False for in-memory past states: saved segments' members are not kept.
+    keeps_members: bool,
 }
 
 struct Store {
@@ -256,8 +278,14 @@ impl Writes {
 }
 
 impl ReadModel {
-    /// Opens (or creates) the read model under `dir` and loads it into memory.
+    /// Opens (or creates) the read model under `dir` and loads it into
+    /// memory, with relative memberships on the system clock.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<ReadModel, ReadModelError> {
+        ReadModel::open_with_clock(dir, cache_bytes, Clock::system())
+    }
+
+    /// [`ReadModel::open`], measuring relative memberships with `clock`.
+    pub fn open_with_clock(dir: &Path, cache_bytes: u64, clock: Clock) -> Result<ReadModel, ReadModelError> {
         let db = open_db(dir, cache_bytes)?;
         let tree = db.open_tree("readmodel")?;
         let layout = tree.get(store::KEY_LAYOUT)?.and_then(|v| store::u64_value(&v));
@@ -268,19 +296,76 @@ impl ReadModel {
             tree.clear()?;
             tree.insert(store::KEY_LAYOUT, &store::LAYOUT_VERSION.to_be_bytes())?;
         }
-        let state = load(&tree)?;
+        let mut state = load(&tree)?;
+        let now = clock.now();
+        for view in state.orgs.values_mut() {
+            view.compute_members(now);
+        }
+        state.evaluated_at(now);
         let (applied, _) = watch::channel(state.applied);
         tracing::info!(applied = state.applied, orgs = state.orgs.len(), "read model loaded");
         let (jobs, _) = broadcast::channel(JOB_NOTICES);
-        Ok(ReadModel { store: Some(Store { tree, db }), state: RwLock::new(state), applied, jobs })
+        let feed = Arc::new(Feed::new(state.applied));
+        Ok(ReadModel {
+            store: Some(Store { tree, db }),
+            state: RwLock::new(state),
+            applied,
+            clock,
+            feed,
+            keeps_members: true,
+            jobs,
+        })
     }
 
     /// An empty model that is never written to disk, for states that are
-    /// rebuilt on demand and dropped (time travel).
+    /// rebuilt on demand and dropped (time travel). It keeps no member sets
+    /// and no feed: its counts are evaluated on the index.
     pub fn in_memory() -> ReadModel {
         let (applied, _) = watch::channel(0);
         let (jobs, _) = broadcast::channel(JOB_NOTICES);
-        ReadModel { store: None, state: RwLock::new(State::default()), applied, jobs }
+        ReadModel {
+            store: None,
+            state: RwLock::new(State::default()),
+            applied,
+            clock: Clock::system(),
+            feed: Arc::new(Feed::new(0)),
+            keeps_members: false,
+            jobs,
+        }
+    }
+
+    /// The clock relative memberships are kept against.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Follows the membership changes `filter` selects.
+    pub fn watch_membership(&self, filter: WatchFilter) -> Result<Watch, FeedError> {
+        self.feed.watch(filter)
+    }
+
+    /// Ends every membership watch (at shutdown, so their streams finish).
+    pub fn close_feed(&self) {
+        self.feed.close();
+    }
+
+    /// Re-evaluates the members of segments with relative conditions at the
+    /// clock's current instant and publishes what changed (cause
+    /// `TimePassed`, with the sequence applied so far).
+    pub fn advance_clock(&self) {
+        let to = self.clock.now();
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let since = state.evaluated.unwrap_or((to, to));
+        let seq = state.applied;
+        let mut records = Vec::new();
+        for (org_id, org) in &mut state.orgs {
+            if org.keeps_members() {
+                records.extend(org.advance_members(&Arc::from(org_id.as_str()), since, to, seq));
+            }
+        }
+        state.evaluated = Some((to, to));
+        drop(state);
+        self.feed.push(records);
     }
 
     pub fn applied_seq(&self) -> Seq {
@@ -327,27 +412,57 @@ impl ReadModel {
     /// Applies recorded events in order, durably and atomically with the
     /// sequence of the last one. Events at or below the applied sequence are
     /// skipped, so re-delivery after a restart is harmless.
+    ///
+    /// Saved segments' members follow in the same step (see
+    /// `crate::membership`), and their changes go to the membership feed
+    /// once the batch is visible to queries.
     pub fn apply(&self, events: &[Recorded]) -> Result<Seq, ReadModelError> {
+        let at = self.clock.now();
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let mut writes = Writes(self.store.as_ref().map(|_| sled::Batch::default()));
         let start = state.applied;
         let mut applied = start;
         let mut notices = Vec::new();
+        let mut records: Vec<ChangeRecord> = Vec::new();
+        // Orgs with contact changes not yet tested against the saved segments.
+        let mut pending: Vec<String> = Vec::new();
         for rec in events.iter().filter(|r| r.seq > start) {
             let env = &rec.envelope;
-            let org = state.orgs.entry(env.aggregate.org.clone()).or_default();
+            let org_id = env.aggregate.org.as_str();
+            let org = state.orgs.entry(org_id.to_owned()).or_default();
             if let Some(job) = apply_job_records(org, rec, &mut writes) {
                 notices.push(JobNotice { org: env.aggregate.org.clone(), job });
             }
             if is_catalog_event(&env.event) {
                 writes.insert(|| store::event_key(&env.aggregate.org, rec.seq), || segmentd_log::codec::encode(env));
             }
-            apply_event(org, &env.aggregate.org, &env.event, env.time, &mut writes);
+            if env.aggregate.kind == AggregateKind::Segments {
+                // Contacts changed before a definition changes are judged by
+                // the definitions they were applied under. (Only the cause a
+                // change is reported with depends on this: a redefinition
+                // recomputes the whole set anyway.)
+                records.extend(org.refresh_members(org_id, at));
+            }
+            apply_event(org, org_id, &env.event, env.time, &mut writes);
+            if org.touched.stamp(rec.seq) && !pending.iter().any(|o| o == org_id) {
+                pending.push(org_id.to_owned());
+            }
+            if self.keeps_members {
+                records.extend(org.redefine_members(org_id, rec.seq, at));
+            } else {
+                org.redefined.clear();
+            }
             applied = rec.seq;
         }
         if applied == state.applied {
             return Ok(applied);
         }
+        for org_id in pending {
+            if let Some(org) = state.orgs.get_mut(&org_id) {
+                records.extend(org.refresh_members(&org_id, at));
+            }
+        }
+        state.evaluated_at(at);
         if let (Some(durable), Some(mut batch)) = (&self.store, writes.0) {
             batch.insert(store::KEY_APPLIED, &applied.to_be_bytes());
             // If this fails the in-memory view is ahead of sled; the caller
@@ -356,6 +471,7 @@ impl ReadModel {
         }
         state.applied = applied;
         drop(state);
+        self.feed.push(records);
         self.applied.send_replace(applied);
         for notice in notices {
             // No receiver is not an error: nobody is watching.
@@ -422,6 +538,7 @@ fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, 
             if let Some(row) = org.row_of(&e.email) {
                 if let Some(old) = org.rows[row as usize].take() {
                     org.index.remove(row, &old);
+                    org.touch(row, old);
                 }
                 writes.remove(|| store::contact_key(org_id, row));
             }
@@ -507,10 +624,13 @@ fn put_contact(org: &mut OrgView, org_id: &str, contact: &Contact, writes: &mut 
         Some(old) => org.index.replace(row, &old, &new),
         None => org.index.insert(row, &new),
     }
+    org.touch(row, new);
 }
 
 /// Criteria are stored as text in events; parse once per definition change.
 fn cache_criteria(org: &mut OrgView, id: u64) {
+    // Deleted or (re)defined, its member set is recomputed.
+    org.redefined.push(id);
     let Some(def) = org.catalog.segments.get(&id) else {
         org.criteria.remove(&id);
         return;

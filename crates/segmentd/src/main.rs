@@ -203,6 +203,12 @@ struct CommonArgs {
     /// Same as --log-format json (kept for existing scripts).
     #[arg(long, env = "SEGMENTD_LOG_JSON", hide = true)]
     log_json: bool,
+    /// On NATS, query nodes publish membership changes on SUBJECT.<org>.<segment id>; "" turns that off.
+    #[arg(long, env = "SEGMENTD_MEMBERSHIP_SUBJECT", default_value = segmentd_server::serve::DEFAULT_MEMBERSHIP_SUBJECT)]
+    membership_subject: String,
+    /// How often segments with relative conditions ("within the last 30 days") follow the clock, in milliseconds.
+    #[arg(long, env = "SEGMENTD_MEMBERSHIP_TICK_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    membership_tick_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -352,6 +358,8 @@ impl CommonArgs {
         config.as_of_cache = self.as_of_cache;
         config.jobs = JobSettings { batch_size: self.job_batch_size, pause: Duration::from_millis(self.job_pause_ms) };
         config.metrics_listen = self.metrics_listen;
+        config.membership_subject = self.membership_subject.clone();
+        config.membership_tick = Duration::from_millis(self.membership_tick_ms);
         Ok(config)
     }
 }

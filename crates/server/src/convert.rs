@@ -9,7 +9,8 @@ use segmentd_domain::event::{Activity, JobKind};
 use segmentd_domain::segment::{SegmentCatalog, SegmentDef};
 use segmentd_domain::{Contact, Criteria, Decimal, Email, Field, Timestamp};
 use segmentd_proto::v1 as pb;
-use segmentd_readmodel::{AffectedContact, JobStatus, JobView, SegmentLookup, Until};
+use segmentd_readmodel::{AffectedContact, Cause, ChangeRecord, JobStatus, JobView, SegmentLookup, Until};
+use std::sync::Arc;
 
 /// A request field that could not be parsed; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,41 @@ pub fn contact(c: &Contact) -> pb::Contact {
         fields.insert(Field::Custom(k.clone()).to_string(), v.clone());
     }
     pb::Contact { email: c.email.clone(), fields }
+}
+
+/// Membership changes as the wire carries them, at most `per_message` each.
+pub fn membership_changes(records: &[Arc<ChangeRecord>], per_message: usize) -> Vec<pb::MembershipChanges> {
+    let mut messages = Vec::new();
+    let mut changes = Vec::new();
+    for record in records {
+        let at = record.at.to_string();
+        for change in &record.changes {
+            changes.push(pb::MembershipChange {
+                segment_id: record.segment,
+                email: change.contact.email.clone(),
+                entered: change.entered,
+                sequence: change.seq,
+                cause: membership_cause(record.cause).into(),
+                at: at.clone(),
+            });
+            if changes.len() == per_message {
+                messages.push(pb::MembershipChanges { changes: std::mem::take(&mut changes) });
+            }
+        }
+    }
+    if !changes.is_empty() {
+        messages.push(pb::MembershipChanges { changes });
+    }
+    messages
+}
+
+pub fn membership_cause(cause: Cause) -> pb::MembershipCause {
+    match cause {
+        Cause::ContactChanged => pb::MembershipCause::ContactChanged,
+        Cause::SegmentDefined => pb::MembershipCause::SegmentDefined,
+        Cause::SegmentDeleted => pb::MembershipCause::SegmentDeleted,
+        Cause::TimePassed => pb::MembershipCause::TimePassed,
+    }
 }
 
 /// A segment as the API shows it; `catalog` names its topics.

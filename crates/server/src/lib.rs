@@ -9,6 +9,7 @@
 //! - [`jobs`]: mass update, delete a segment's contacts and score resets
 //!   as jobs that survive restarts.
 //! - [`convert`]: proto ⇄ domain, once; [`status`]: errors → gRPC codes, once.
+//! - [`membership_nats`]: the membership feed published on core NATS.
 //! - [`serve`]: assembles log, projector, read model and services.
 //! - [`rebuild`]: read models up to a point of the log, in a directory of
 //!   their own (the same replay answers `as_of` queries).
@@ -24,10 +25,12 @@ pub mod grpc;
 pub mod history;
 pub mod jobs;
 pub mod metrics;
+pub mod membership_nats;
 pub mod rebuild;
 pub mod serve;
 pub mod status;
 pub mod write;
 
 pub use segmentd_log_nats::NatsConfig;
+pub use segmentd_readmodel::Clock;
 pub use serve::{LogBackend, Roles, ServeConfig, Served, serve};

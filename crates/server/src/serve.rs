@@ -11,7 +11,7 @@ use segmentd_log_nats::{NatsConfig, NatsLog};
 use segmentd_proto::v1::commands_server::CommandsServer;
 use segmentd_proto::v1::queries_server::QueriesServer;
 use segmentd_proto::v1::replay_server::ReplayServer;
-use segmentd_readmodel::{PastModels, ReadModel, run_projector};
+use segmentd_readmodel::{Clock, PastModels, ReadModel, run_membership_clock, run_projector};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,7 +66,16 @@ pub struct ServeConfig {
     pub jobs: JobSettings,
     /// Where to serve Prometheus metrics (`/metrics`); none: not served.
     pub metrics_listen: Option<SocketAddr>,
+    /// The clock relative criteria are kept against (tests pin it).
+    pub clock: Clock,
+    /// How often segments with relative conditions are moved with the clock.
+    pub membership_tick: Duration,
+    /// On NATS, query nodes publish membership changes on
+    /// `<membership_subject>.<org>.<segment id>`; empty: they do not.
+    pub membership_subject: String,
 }
+
+pub const DEFAULT_MEMBERSHIP_SUBJECT: &str = "seg.members";
 
 impl ServeConfig {
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
@@ -83,6 +92,9 @@ impl ServeConfig {
             snapshot: false,
             jobs: JobSettings::default(),
             metrics_listen: None,
+            clock: Clock::system(),
+            membership_tick: Duration::from_secs(1),
+            membership_subject: DEFAULT_MEMBERSHIP_SUBJECT.to_owned(),
         }
     }
 
@@ -135,6 +147,8 @@ pub struct Served {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     projector: Option<JoinHandle<Result<(), segmentd_readmodel::ProjectorError>>>,
+    /// The membership clock and the NATS publisher, on query nodes.
+    helpers: Vec<JoinHandle<()>>,
 }
 
 impl Served {
@@ -175,7 +189,15 @@ impl Served {
     }
 
     async fn finish(self) -> Result<(), ServeError> {
+        // Membership watches never end by themselves; the server waits for
+        // its streams to finish.
+        if let Some(model) = &self.model {
+            model.close_feed();
+        }
         let served = self.server.await?;
+        for task in self.helpers {
+            task.await?;
+        }
         // Jobs stop between batches; their state is in the log, and the next
         // start resumes them.
         if let Some(jobs) = &self.jobs {
@@ -196,16 +218,27 @@ impl Served {
 
 /// Opens the event log: the embedded one under `<data_dir>/log`, or NATS.
 pub async fn open_log(backend: &LogBackend, data_dir: &std::path::Path) -> Result<Arc<dyn EventLog>, ServeError> {
+    Ok(open_log_and_client(backend, data_dir).await?.0)
+}
+
+/// The log, and its NATS connection when it is NATS (for publishing the
+/// membership feed).
+async fn open_log_and_client(
+    backend: &LogBackend,
+    data_dir: &std::path::Path,
+) -> Result<(Arc<dyn EventLog>, Option<async_nats::Client>), ServeError> {
     Ok(match backend {
         LogBackend::Embedded => {
             let dir = data_dir.join("log");
-            Arc::new(EmbeddedLog::open(&dir).map_err(|source| ServeError::Log { dir, source })?)
+            (Arc::new(EmbeddedLog::open(&dir).map_err(|source| ServeError::Log { dir, source })?), None)
         }
-        LogBackend::Nats(nats) => Arc::new(
-            NatsLog::connect((**nats).clone())
+        LogBackend::Nats(nats) => {
+            let log = NatsLog::connect((**nats).clone())
                 .await
-                .map_err(|source| ServeError::Log { dir: PathBuf::from(&nats.url), source })?,
-        ),
+                .map_err(|source| ServeError::Log { dir: PathBuf::from(&nats.url), source })?;
+            let client = log.client().clone();
+            (Arc::new(log), Some(client))
+        }
     })
 }
 
@@ -218,28 +251,51 @@ pub fn read_model_dir(data_dir: &std::path::Path) -> PathBuf {
 /// `snapshot`, serves the read model under the data directory alone.
 pub async fn serve(config: ServeConfig) -> Result<Served, ServeError> {
     if config.snapshot {
-        return serve_parts(config, None).await;
+        return serve_parts(config, None, None).await;
     }
-    let log = open_log(&config.backend, &config.data_dir).await?;
-    serve_with_log(config, log).await
+    let (log, nats) = open_log_and_client(&config.backend, &config.data_dir).await?;
+    serve_parts(config, Some(log), nats).await
 }
 
 /// Starts serving on any log backend.
 pub async fn serve_with_log(config: ServeConfig, log: Arc<dyn EventLog>) -> Result<Served, ServeError> {
-    serve_parts(config, Some(log)).await
+    serve_parts(config, Some(log), None).await
 }
 
-async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Result<Served, ServeError> {
+/// `nats`: the log's connection, when it is NATS, for publishing the
+/// membership feed.
+async fn serve_parts(
+    config: ServeConfig,
+    log: Option<Arc<dyn EventLog>>,
+    nats: Option<async_nats::Client>,
+) -> Result<Served, ServeError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut helpers = Vec::new();
     let model_dir = read_model_dir(&config.data_dir);
     let open_model = || {
-        ReadModel::open(&model_dir, config.cache_bytes)
+        ReadModel::open_with_clock(&model_dir, config.cache_bytes, config.clock.clone())
             .map(Arc::new)
             .map_err(|source| ServeError::ReadModel { dir: model_dir.clone(), source })
     };
     let (model, projector, past) = match &log {
         Some(log) if config.roles.queries => {
             let model = open_model()?;
+            if let Some(client) = nats.filter(|_| !config.membership_subject.is_empty()) {
+                // Watching before the projector starts, so it misses nothing.
+                let watch = crate::membership_nats::watch_all(&model);
+                helpers.push(tokio::spawn(crate::membership_nats::publish_membership(
+                    Arc::clone(&model),
+                    watch,
+                    client,
+                    config.membership_subject.clone(),
+                    shutdown_rx.clone(),
+                )));
+            }
+            helpers.push(tokio::spawn(run_membership_clock(
+                Arc::clone(&model),
+                config.membership_tick,
+                shutdown_rx.clone(),
+            )));
             let projector = tokio::spawn(run_projector(Arc::clone(log), Arc::clone(&model), shutdown_rx.clone()));
             let past = Arc::new(PastModels::new(Arc::clone(log), config.as_of_cache));
             (Some(model), Some(projector), Some(past))
@@ -254,7 +310,13 @@ async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Res
             if !model_dir.is_dir() {
                 return Err(ServeError::NoSnapshot(model_dir));
             }
-            (Some(open_model()?), None, None)
+            let model = open_model()?;
+            helpers.push(tokio::spawn(run_membership_clock(
+                Arc::clone(&model),
+                config.membership_tick,
+                shutdown_rx.clone(),
+            )));
+            (Some(model), None, None)
         }
     };
     let writer = match &log {
@@ -372,7 +434,7 @@ async fn serve_parts(config: ServeConfig, log: Option<Arc<dyn EventLog>>) -> Res
         let _ = stop.wait_for(|s| *s).await;
     }));
     tracing::info!(%addr, roles = ?config.roles, backend = ?config.backend, "segmentd serving");
-    Ok(Served { addr, model, log, jobs, metrics, metrics_addr, shutdown, server, projector })
+    Ok(Served { addr, model, log, jobs, metrics, metrics_addr, shutdown, server, projector, helpers })
 }
 
 /// How often a server looks for changes to its API key file: the longest a

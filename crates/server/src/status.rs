@@ -9,7 +9,7 @@ use crate::write::CommandError;
 use segmentd_domain::DomainError;
 use segmentd_domain::Timestamp;
 use segmentd_log::LogError;
-use segmentd_readmodel::{ProjectorError, ReadModelError};
+use segmentd_readmodel::{FeedError, ProjectorError, ReadModelError};
 use tonic::Status;
 
 impl From<BadRequest> for Status {
@@ -98,6 +98,13 @@ pub fn as_of_in_future(asked: Timestamp, now: Timestamp) -> Status {
 /// A time-travel query on a node that has no log to replay.
 pub fn as_of_without_log() -> Status {
     Status::failed_precondition("as_of: this node serves a rebuilt snapshot and has no log to replay")
+}
+
+pub fn feed(e: FeedError) -> Status {
+    match e {
+        FeedError::TooOld { .. } | FeedError::FellBehind => Status::failed_precondition(e.to_string()),
+        FeedError::Closed => Status::unavailable(e.to_string()),
+    }
 }
 
 fn domain(e: DomainError) -> Status {

@@ -124,6 +124,14 @@ impl ContactIndex {
         self.ordered.iter().find(|(f, _)| f == field).map(|(_, b)| b)
     }
 
+    /// The rows whose value of date-time (or number) field `field` lies in
+    /// `[low, high]`: the rows a moving clock can carry across a relative
+    /// condition's bound.
+    pub(crate) fn rows_between(&self, field: &Field, low: i64, high: i64) -> RoaringBitmap {
+        use std::ops::Bound::Included;
+        self.ordered(field).map(|o| o.range(&self.live, Included(low), Included(high))).unwrap_or_default()
+    }
+
     /// The rows whose email is `email` ignoring case (in practice one row:
     /// emails are stored lowercase and are a contact's identity).
     pub(crate) fn rows_with_email(&self, email: &str) -> impl Iterator<Item = u32> + '_ {

@@ -87,6 +87,7 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
     ("/segments.v1.Queries/PreviewCriteria", READ),
     ("/segments.v1.Queries/GetJob", READ),
     ("/segments.v1.Queries/WatchJobs", READ),
+    ("/segments.v1.Queries/WatchMembership", READ),
     ("/segments.v1.Queries/ListScoreResets", AUDIT),
     ("/segments.v1.Queries/GetScoreReset", AUDIT),
     ("/segments.v1.Queries/ListTopics", READ),

@@ -8,7 +8,10 @@ use segmentd_domain::catalog::MAX_BULK_SEGMENTS;
 use segmentd_domain::{Criteria, Timestamp};
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::queries_server::Queries;
-use segmentd_readmodel::{JobNotice, JobView, OrgView, PastModels, PastView, ReadModel, SegmentLookup, Until};
+use segmentd_readmodel::{
+    JobNotice, JobView, OrgView, PastModels, PastView, ReadModel, SegmentLookup, Until, Watch, WatchFilter,
+};
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +82,48 @@ impl QueriesService {
         }
         Ok(caller.org)
     }
+
+    /// The clock of relative conditions: `at` if given, else the read
+    /// model's clock (the system clock, or the one a test pinned).
+    fn at(&self, raw: &str) -> Result<Timestamp, Status> {
+        if raw.is_empty() { Ok(self.model.clock().now()) } else { Ok(convert::clock(raw)?) }
+    }
+}
+
+/// Changes sent per message at most (several small records are merged).
+const CHANGES_PER_MESSAGE: usize = 1000;
+
+/// Sends `watch`'s records to `tx` until the client goes away or the feed
+/// ends; a watcher that can no longer be served gets the reason as status.
+async fn forward(mut watch: Watch, tx: mpsc::Sender<Result<pb::MembershipChanges, Status>>) {
+    loop {
+        let first = tokio::select! {
+            next = watch.next() => next,
+            _ = tx.closed() => return,
+        };
+        let mut records = Vec::new();
+        let mut result = first.map(|r| records.push(r));
+        let mut changes = records.first().map_or(0, |r| r.changes.len());
+        while result.is_ok() && changes < CHANGES_PER_MESSAGE {
+            match watch.try_next() {
+                Ok(Some(r)) => {
+                    changes += r.changes.len();
+                    records.push(r);
+                }
+                Ok(None) => break,
+                Err(e) => result = Err(e),
+            }
+        }
+        for message in convert::membership_changes(&records, CHANGES_PER_MESSAGE) {
+            if tx.send(Ok(message)).await.is_err() {
+                return;
+            }
+        }
+        if let Err(e) = result {
+            let _ = tx.send(Err(crate::status::feed(e))).await;
+            return;
+        }
+    }
 }
 
 fn page_size(raw: u32) -> Result<usize, Status> {
@@ -106,9 +151,10 @@ fn next_token(after: Option<u32>) -> String {
 }
 
 /// The clock of relative conditions: `at` when given, else the as_of
-/// instant, else now.
-fn clock_of(pinned: Option<Timestamp>, past: &Option<PastView>) -> Timestamp {
-    pinned.or(past.as_ref().map(|p| p.clock)).unwrap_or_else(crate::write::now)
+/// instant, else `now` (the read model's clock: the system clock, or the
+/// one a test pinned).
+fn clock_of(pinned: Option<Timestamp>, past: &Option<PastView>, now: &segmentd_readmodel::Clock) -> Timestamp {
+    pinned.or(past.as_ref().map(|p| p.clock)).unwrap_or_else(|| now.now())
 }
 
 /// Names the past state an answer came from, refusals (NOT_FOUND) included.
@@ -127,11 +173,14 @@ fn mark_past<T>(answer: Result<Response<T>, Status>, past: &Option<PastView>) ->
     }
 }
 
-fn segment_criteria(view: &OrgView, lookup: SegmentLookup<'_>) -> Result<Arc<Criteria>, Status> {
+/// A saved segment's id and parsed criteria.
+fn segment_criteria(view: &OrgView, lookup: SegmentLookup<'_>) -> Result<(u64, Arc<Criteria>), Status> {
     let def = view.segment(lookup.clone()).ok_or_else(|| not_found(&lookup))?;
-    view.segment_criteria(def.id)
+    let criteria = view
+        .segment_criteria(def.id)
         .cloned()
-        .ok_or_else(|| Status::internal(format!("segment {} has criteria this server cannot read", def.id)))
+        .ok_or_else(|| Status::internal(format!("segment {} has criteria this server cannot read", def.id)))?;
+    Ok((def.id, criteria))
 }
 
 /// The criteria of a campaign's segment; FAILED_PRECONDITION once the
@@ -389,10 +438,10 @@ impl Queries for QueriesService {
         let pinned = convert::pinned_clock(&req.at)?;
         let as_of = convert::as_of("as_of", req.as_of.as_ref())?;
         let past = self.past_state(as_of).await?;
-        let at = clock_of(pinned, &past);
+        let at = clock_of(pinned, &past, self.model.clock());
         let counted = self.model_of(&past).read(&org, |view, sequence| {
-            let criteria = segment_criteria(view, lookup)?;
-            Ok(Response::new(pb::CountMembersReply { count: view.count(&criteria, at), sequence }))
+            let (id, criteria) = segment_criteria(view, lookup)?;
+            Ok(Response::new(pb::CountMembersReply { count: view.segment_count(id, &criteria, at), sequence }))
         });
         mark_past(counted, &past)
     }
@@ -409,10 +458,10 @@ impl Queries for QueriesService {
         let after = page_token(&req.page_token)?;
         let as_of = convert::as_of("as_of", req.as_of.as_ref())?;
         let past = self.past_state(as_of).await?;
-        let at = clock_of(pinned, &past);
+        let at = clock_of(pinned, &past, self.model.clock());
         let page = self.model_of(&past).read(&org, |view, sequence| {
-            let criteria = segment_criteria(view, lookup)?;
-            let page = view.members(&criteria, at, after, limit);
+            let (id, criteria) = segment_criteria(view, lookup)?;
+            let page = view.segment_members(id, &criteria, at, after, limit);
             Ok(Response::new(pb::ListMembersReply {
                 contacts: page.contacts.iter().map(|c| convert::contact(c)).collect(),
                 next_page_token: next_token(page.next_after),
@@ -429,7 +478,7 @@ impl Queries for QueriesService {
         let org = self.prepare(&request, request.get_ref().min_sequence).await?;
         let req = request.get_ref();
         let criteria = convert::criteria("criteria", req.criteria.as_ref())?;
-        let at = convert::clock(&req.at)?;
+        let at = self.at(&req.at)?;
         let limit = page_size(req.page_size)?;
         Ok(self.model.read(&org, |view, sequence| {
             let page = view.members(&criteria, at, None, limit);
@@ -573,5 +622,32 @@ impl Queries for QueriesService {
                 sequence,
             }))
         })
+    }
+
+    type WatchMembershipStream = ReceiverStream<Result<pb::MembershipChanges, Status>>;
+
+    async fn watch_membership(
+        &self,
+        request: Request<pb::WatchMembershipRequest>,
+    ) -> Result<Response<Self::WatchMembershipStream>, Status> {
+        let org = self.prepare(&request, 0).await?;
+        let req = request.into_inner();
+        let lookups = req
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, r)| convert::segment_ref(&format!("segments[{i}]"), Some(r)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let segments = self.model.read(&org, |view, _| {
+            lookups
+                .iter()
+                .map(|lookup| view.segment(lookup.clone()).map(|s| s.id).ok_or_else(|| not_found(lookup)))
+                .collect::<Result<BTreeSet<u64>, Status>>()
+        })?;
+        let filter = WatchFilter { org: Some(org), segments, from: req.from_sequence };
+        let watch = self.model.watch_membership(filter).map_err(crate::status::feed)?;
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(forward(watch, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
