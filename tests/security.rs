@@ -433,6 +433,30 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
                 .unwrap_err();
             assert_eq!(e.code(), Code::NotFound, "{path}");
         }
+        "WatchMembership" => {
+            // Following every segment of my org while both orgs add a German
+            // contact: the first change the stream shows is mine.
+            let watch = pb::WatchMembershipRequest { segments: vec![], from_sequence: 0 };
+            let mut changes = q.watch_membership(with_key(key, watch)).await.unwrap().into_inner();
+            for (k, email) in [
+                (other.key.as_str(), format!("theirs-{}@example.com", other.org)),
+                (key, format!("mine-{}@example.com", me.org)),
+            ] {
+                let contacts = vec![contact(&email, &[("country", "DE")])];
+                s.commands
+                    .upsert_contacts(with_key(k, pb::UpsertContactsRequest { command_id: String::new(), contacts }))
+                    .await
+                    .unwrap();
+            }
+            let first =
+                tokio::time::timeout(Duration::from_secs(30), changes.message()).await.unwrap().unwrap().unwrap();
+            let emails: Vec<&str> = first.changes.iter().map(|c| c.email.as_str()).collect();
+            assert_eq!(emails, [format!("mine-{}@example.com", me.org)], "{path}");
+            let other_segment =
+                pb::WatchMembershipRequest { segments: vec![by_name(other.own_segment).unwrap()], from_sequence: 0 };
+            let e = q.watch_membership(with_key(key, other_segment)).await.unwrap_err();
+            assert_eq!(e.code(), Code::NotFound, "{path}");
+        }
         "ListScoreResets" => {
             let list = q
                 .list_score_resets(with_key(

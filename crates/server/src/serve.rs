@@ -280,9 +280,12 @@ async fn serve_parts(
     let (model, projector, past) = match &log {
         Some(log) if config.roles.queries => {
             let model = open_model()?;
-            if let Some(client) = nats.filter(|_| !config.membership_subject.is_empty()) {
-                // Watching before the projector starts, so it misses nothing.
-                let watch = crate::membership_nats::watch_all(&model);
+            // Watching before the projector starts, so it misses nothing.
+            let watch = nats
+                .filter(|_| !config.membership_subject.is_empty())
+                .map(|client| (client, crate::membership_nats::watch_all(&model)));
+            let projector = tokio::spawn(run_projector(Arc::clone(log), Arc::clone(&model), shutdown_rx.clone()));
+            if let Some((client, watch)) = watch {
                 helpers.push(tokio::spawn(crate::membership_nats::publish_membership(
                     Arc::clone(&model),
                     watch,
@@ -296,7 +299,6 @@ async fn serve_parts(
                 config.membership_tick,
                 shutdown_rx.clone(),
             )));
-            let projector = tokio::spawn(run_projector(Arc::clone(log), Arc::clone(&model), shutdown_rx.clone()));
             let past = Arc::new(PastModels::new(Arc::clone(log), config.as_of_cache));
             (Some(model), Some(projector), Some(past))
         }
