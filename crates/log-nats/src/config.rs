@@ -27,6 +27,17 @@ pub struct NatsConfig {
     pub duplicate_window: Duration,
     /// A `.creds` file (JWT + NKey seed) for decentralised auth.
     pub credentials_file: Option<PathBuf>,
+    /// User and password, for servers with an `authorization` block.
+    pub user_password: Option<(String, Secret)>,
+    /// An authorization token.
+    pub token: Option<Secret>,
+    /// PEM file of the CA(s) that sign the server's certificate; setting it
+    /// (or `require_tls`) makes the connection TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate and key files for servers that verify clients.
+    pub tls_client_cert: Option<(PathBuf, PathBuf)>,
+    /// Refuse to talk to a server without TLS.
+    pub require_tls: bool,
     /// Bounds each JetStream API request and each publish acknowledgement.
     pub request_timeout: Duration,
     /// How long one append keeps retrying retryable failures (timeouts,
@@ -45,6 +56,16 @@ pub struct NatsConfig {
     pub client_name: String,
 }
 
+/// A password or token: printed as `***` so that settings can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 pub const DEFAULT_STREAM: &str = "SEGMENTD";
 pub const DEFAULT_SUBJECT_PREFIX: &str = "seg.evt";
 
@@ -57,6 +78,11 @@ impl NatsConfig {
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
             credentials_file: None,
+            user_password: None,
+            token: None,
+            tls_ca: None,
+            tls_client_cert: None,
+            require_tls: false,
             request_timeout: Duration::from_secs(5),
             append_timeout: Duration::from_secs(10),
             reconnect_grace: Duration::from_secs(1),

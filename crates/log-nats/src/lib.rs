@@ -75,7 +75,7 @@ mod tail;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use config::{DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, NatsConfig};
+pub use config::{DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, NatsConfig, Secret};
 pub use durable::{Delivery, DurableFollower};
 pub use subject::{COMMAND_ID_HEADER, EVENT_INDEX_HEADER, EVENT_TYPE_HEADER};
 
@@ -146,6 +146,21 @@ impl NatsLog {
                 .credentials_file(creds)
                 .await
                 .map_err(|e| LogError::InvalidRequest(format!("NATS credentials file {}: {e}", creds.display())))?;
+        }
+        if let Some((user, password)) = &config.user_password {
+            options = options.user_and_password(user.clone(), password.0.clone());
+        }
+        if let Some(token) = &config.token {
+            options = options.token(token.0.clone());
+        }
+        if let Some(ca) = &config.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &config.tls_client_cert {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        if config.require_tls {
+            options = options.require_tls(true);
         }
         let client = options
             .connect(config.url.as_str())

@@ -31,6 +31,8 @@ pub struct NatsServer {
     store: TempDir,
     log_path: PathBuf,
     child: Option<Child>,
+    /// A server configuration file (`-c`), for auth and TLS tests.
+    config_file: Option<PathBuf>,
     // Keeps the log file's directory alive as long as the server handle.
     _log_dir: TempDir,
 }
@@ -39,11 +41,23 @@ impl NatsServer {
     /// Starts a server on a free port with a fresh store directory, and
     /// returns once it accepts connections.
     pub async fn start() -> NatsServer {
+        NatsServer::start_with_config("").await
+    }
+
+    /// Like [`NatsServer::start`], with `config` (nats-server configuration
+    /// syntax, e.g. an `authorization { … }` or `tls { … }` block) in a
+    /// configuration file. Port, address and store stay set by the kit.
+    pub async fn start_with_config(config: &str) -> NatsServer {
         let bin = server_binary();
         let store = tempfile::Builder::new().prefix("nats-store-").tempdir().expect("a temporary store directory");
         let log_dir = tempfile::Builder::new().prefix("nats-log-").tempdir().expect("a temporary log directory");
         let log_path = log_dir.path().join("nats-server.log");
-        let mut server = NatsServer { bin, port: None, store, log_path, child: None, _log_dir: log_dir };
+        let config_file = (!config.is_empty()).then(|| {
+            let path = log_dir.path().join("nats-server.conf");
+            std::fs::write(&path, config).expect("the server configuration file");
+            path
+        });
+        let mut server = NatsServer { bin, port: None, store, log_path, child: None, config_file, _log_dir: log_dir };
         server.launch().await;
         server
     }
@@ -105,7 +119,11 @@ impl NatsServer {
         // with another test the way "bind :0, close, pass the port" can; a
         // restart then asks for that same port again.
         let port = self.port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some(config) = &self.config_file {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
             .arg(self.store.path())
             .stdin(Stdio::null())
@@ -155,6 +173,57 @@ impl Drop for NatsServer {
                 self.log()
             );
         }
+    }
+}
+
+/// A throw-away certificate authority with a server certificate for
+/// `localhost`/127.0.0.1 and a client certificate, as PEM files in a
+/// temporary directory (for TLS tests of NATS and of gRPC).
+pub struct TestPki {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+    dir: TempDir,
+}
+
+impl TestPki {
+    pub fn generate() -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.distinguished_name.push(DnType::CommonName, "segmentd test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).expect("the CA certificate");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>, cn: &str| {
+            let key = KeyPair::generate().expect("a key");
+            let mut params = CertificateParams::new(names).expect("certificate params");
+            params.distinguished_name.push(DnType::CommonName, cn);
+            let cert = params.signed_by(&key, &issuer).expect("a signed certificate");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert_pem, server_key_pem) = leaf(vec!["localhost".into(), "127.0.0.1".into()], "localhost");
+        let (client_cert_pem, client_key_pem) = leaf(vec!["client.test".into()], "segmentd test client");
+        let dir = tempfile::Builder::new().prefix("test-pki-").tempdir().expect("a PKI directory");
+        let pki =
+            TestPki { ca_pem: ca_cert.pem(), server_cert_pem, server_key_pem, client_cert_pem, client_key_pem, dir };
+        for (name, pem) in [
+            ("ca.pem", &pki.ca_pem),
+            ("server.pem", &pki.server_cert_pem),
+            ("server-key.pem", &pki.server_key_pem),
+            ("client.pem", &pki.client_cert_pem),
+            ("client-key.pem", &pki.client_key_pem),
+        ] {
+            std::fs::write(pki.dir.path().join(name), pem).expect("a PEM file");
+        }
+        pki
+    }
+
+    /// One of `ca.pem`, `server.pem`, `server-key.pem`, `client.pem`, `client-key.pem`.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 }
 

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use segmentd_server::auth::{ApiKeys, KeyFile, Role, key_file};
 use segmentd_server::jobs::JobSettings;
 use segmentd_server::rebuild::Until;
-use segmentd_server::{LogBackend, NatsConfig, Roles, ServeConfig};
+use segmentd_server::serve::TlsSettings;
+use segmentd_server::{LogBackend, NatsConfig, Roles, Secret, ServeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -153,6 +154,27 @@ struct NatsOptions {
     /// A NATS .creds file (JWT + NKey seed).
     #[arg(long, env = "SEGMENTD_NATS_CREDS")]
     nats_creds: Option<PathBuf>,
+    /// NATS user name (with --nats-password).
+    #[arg(long, env = "SEGMENTD_NATS_USER", requires = "nats_password")]
+    nats_user: Option<String>,
+    /// NATS password (prefer the environment variable).
+    #[arg(long, env = "SEGMENTD_NATS_PASSWORD", hide_env_values = true, requires = "nats_user")]
+    nats_password: Option<String>,
+    /// NATS authorization token (prefer the environment variable).
+    #[arg(long, env = "SEGMENTD_NATS_TOKEN", hide_env_values = true)]
+    nats_token: Option<String>,
+    /// PEM file of the CA that signs the NATS servers' certificates; turns TLS on.
+    #[arg(long, env = "SEGMENTD_NATS_TLS_CA")]
+    nats_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for NATS servers that verify clients (with --nats-tls-key).
+    #[arg(long, env = "SEGMENTD_NATS_TLS_CERT", requires = "nats_tls_key")]
+    nats_tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "SEGMENTD_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    nats_tls_key: Option<PathBuf>,
+    /// Refuse NATS connections without TLS.
+    #[arg(long, env = "SEGMENTD_NATS_REQUIRE_TLS")]
+    nats_require_tls: bool,
 }
 
 impl NatsOptions {
@@ -161,6 +183,11 @@ impl NatsOptions {
         config.stream = self.nats_stream.clone();
         config.replicas = self.nats_replicas;
         config.credentials_file = self.nats_creds.clone();
+        config.user_password = self.nats_user.clone().zip(self.nats_password.clone().map(Secret));
+        config.token = self.nats_token.clone().map(Secret);
+        config.tls_ca = self.nats_tls_ca.clone();
+        config.tls_client_cert = self.nats_tls_cert.clone().zip(self.nats_tls_key.clone());
+        config.require_tls = self.nats_require_tls;
         config
     }
 }
@@ -177,6 +204,18 @@ struct CommonArgs {
     /// development — production keys live in the key file. No keys at all: open access as org "default".
     #[arg(long = "api-key", env = "SEGMENTD_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     api_keys: Vec<String>,
+    /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "SEGMENTD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "SEGMENTD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "SEGMENTD_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// The largest request message accepted, in bytes.
+    #[arg(long, env = "SEGMENTD_MAX_REQUEST_BYTES", default_value_t = segmentd_server::serve::DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
     /// The API key file (managed by `segmentd keys`); default <data-dir>/api-keys.json. Re-read when it changes.
     #[arg(long, env = "SEGMENTD_API_KEYS_FILE")]
     api_keys_file: Option<PathBuf>,
@@ -355,6 +394,15 @@ impl CommonArgs {
             .with_file(&key_file)
             .with_context(|| format!("API key file {}", key_file.display()))?;
         config.query_wait = Duration::from_millis(self.query_wait_ms);
+        config.max_request_bytes = self.max_request_bytes;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            config.tls = Some(TlsSettings {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+                client_ca_pem: self.tls_client_ca.as_ref().map(read).transpose()?,
+            });
+        }
         config.as_of_cache = self.as_of_cache;
         config.jobs = JobSettings { batch_size: self.job_batch_size, pause: Duration::from_millis(self.job_pause_ms) };
         config.metrics_listen = self.metrics_listen;

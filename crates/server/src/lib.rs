@@ -31,6 +31,6 @@ pub mod serve;
 pub mod status;
 pub mod write;
 
-pub use segmentd_log_nats::NatsConfig;
+pub use segmentd_log_nats::{NatsConfig, Secret};
 pub use segmentd_readmodel::Clock;
 pub use serve::{LogBackend, Roles, ServeConfig, Served, serve};

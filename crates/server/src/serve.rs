@@ -73,7 +73,34 @@ pub struct ServeConfig {
     /// On NATS, query nodes publish membership changes on
     /// `<membership_subject>.<org>.<segment id>`; empty: they do not.
     pub membership_subject: String,
+    /// The largest request message accepted, in bytes (larger: the call
+    /// fails with OUT_OF_RANGE before any handler runs). Batches are also
+    /// bounded by count (`write::MAX_BATCH`).
+    pub max_request_bytes: usize,
+    /// Serve gRPC over TLS; `None`: plaintext (behind a TLS-terminating
+    /// proxy, or on loopback).
+    pub tls: Option<TlsSettings>,
 }
+
+/// The server's certificate and key (PEM) and, for mutual TLS, the CA that
+/// client certificates must chain to.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    // The private key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings").field("client_auth", &self.client_ca_pem.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// tonic's default too, said out loud: a full batch of contacts fits many
+/// times over, and nothing legitimate needs more.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 << 20;
 
 pub const DEFAULT_MEMBERSHIP_SUBJECT: &str = "seg.members";
 
@@ -95,6 +122,8 @@ impl ServeConfig {
             clock: Clock::system(),
             membership_tick: Duration::from_secs(1),
             membership_subject: DEFAULT_MEMBERSHIP_SUBJECT.to_owned(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            tls: None,
         }
     }
 
@@ -383,7 +412,7 @@ async fn serve_parts(
             Some(m) => service.with_read_model(Arc::clone(m), config.query_wait),
             None => service,
         };
-        CommandsServer::new(service)
+        CommandsServer::new(service).max_decoding_message_size(config.max_request_bytes)
     });
     let queries = model.as_ref().map(|m| {
         let service = QueriesService::new(Arc::clone(m), config.api_keys.clone(), config.query_wait)
@@ -392,9 +421,12 @@ async fn serve_parts(
             Some(past) => service.with_past(Arc::clone(past)),
             None => service,
         })
+        .max_decoding_message_size(config.max_request_bytes)
     });
-    let replay =
-        log.as_ref().map(|log| ReplayServer::new(ReplayService::new(Arc::clone(log), config.api_keys.clone())));
+    let replay = log.as_ref().map(|log| {
+        ReplayServer::new(ReplayService::new(Arc::clone(log), config.api_keys.clone()))
+            .max_decoding_message_size(config.max_request_bytes)
+    });
     if config.api_keys.file().is_some() {
         tokio::spawn(crate::auth::follow_key_file(config.api_keys.clone(), KEY_FILE_POLL, shutdown_rx.clone()));
     }
@@ -414,7 +446,16 @@ async fn serve_parts(
         None => None,
     };
     let mut stop = shutdown_rx.clone();
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let mut server_tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+        if let Some(ca) = &tls.client_ca_pem {
+            server_tls = server_tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(server_tls)?;
+    }
+    let router = builder
         .tcp_nodelay(true)
         // Outermost, so refusals by auth are measured too.
         .layer(crate::metrics::RpcMetricsLayer::new(Arc::clone(&metrics)))
@@ -435,7 +476,7 @@ async fn serve_parts(
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
-    tracing::info!(%addr, roles = ?config.roles, backend = ?config.backend, "segmentd serving");
+    tracing::info!(%addr, roles = ?config.roles, backend = ?config.backend, tls = config.tls.is_some(), "segmentd serving");
     Ok(Served { addr, model, log, jobs, metrics, metrics_addr, shutdown, server, projector, helpers })
 }
 
