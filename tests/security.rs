@@ -592,7 +592,7 @@ async fn grpc_over_mutual_tls_lets_in_only_clients_with_a_certificate_of_the_ca(
     let served = segmentd_server::serve(config).await.unwrap();
     let port = served.addr.port();
     let tls = || ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca_pem)).domain_name("localhost");
-    let list = pb::ListSegmentsRequest { min_sequence: 0 };
+    let list = pb::ListSegmentsRequest { min_sequence: 0, ..Default::default() };
 
     let with_cert = Endpoint::from_shared(format!("https://localhost:{port}"))
         .unwrap()
@@ -601,17 +601,23 @@ async fn grpc_over_mutual_tls_lets_in_only_clients_with_a_certificate_of_the_ca(
         .connect()
         .await
         .expect("a client with a certificate of the CA connects");
-    segmentd_proto::v1::queries_client::QueriesClient::new(with_cert).list_segments(list).await.unwrap();
+    segmentd_proto::v1::queries_client::QueriesClient::new(with_cert).list_segments(list.clone()).await.unwrap();
 
     // Without a client certificate, or in plaintext, no call gets through.
     let without_cert = Endpoint::from_shared(format!("https://localhost:{port}")).unwrap().tls_config(tls()).unwrap();
     if let Ok(channel) = without_cert.connect().await {
-        let e = segmentd_proto::v1::queries_client::QueriesClient::new(channel).list_segments(list).await.unwrap_err();
+        let e = segmentd_proto::v1::queries_client::QueriesClient::new(channel)
+            .list_segments(list.clone())
+            .await
+            .unwrap_err();
         // The handshake fails under the call: a transport error.
         assert!(matches!(e.code(), Code::Unavailable | Code::Unknown | Code::Cancelled), "{e:?}");
     }
     if let Ok(channel) = Endpoint::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await {
-        let e = segmentd_proto::v1::queries_client::QueriesClient::new(channel).list_segments(list).await.unwrap_err();
+        let e = segmentd_proto::v1::queries_client::QueriesClient::new(channel)
+            .list_segments(list.clone())
+            .await
+            .unwrap_err();
         assert_ne!(e.code(), Code::Ok, "{e:?}");
     }
     served.stop().await.unwrap();

@@ -194,7 +194,7 @@ fn campaign_criteria(view: &OrgView, lookup: &convert::Lookup<'_>) -> Result<Arc
             campaign.id, campaign.name, campaign.segment_id
         )));
     }
-    segment_criteria(view, SegmentLookup::Id(campaign.segment_id))
+    segment_criteria(view, SegmentLookup::Id(campaign.segment_id)).map(|(_, criteria)| criteria)
 }
 
 const LIST_TOKEN_PREFIX: &str = "l1.";
