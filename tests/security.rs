@@ -451,7 +451,10 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
             let first =
                 tokio::time::timeout(Duration::from_secs(30), changes.message()).await.unwrap().unwrap().unwrap();
             let emails: Vec<&str> = first.changes.iter().map(|c| c.email.as_str()).collect();
-            assert_eq!(emails, [format!("mine-{}@example.com", me.org)], "{path}");
+            // One change per segment of mine the contact entered (the setup
+            // defines more than one that matches it), none of the other org's.
+            let mine = format!("mine-{}@example.com", me.org);
+            assert!(!emails.is_empty() && emails.iter().all(|e| *e == mine), "{path}: {emails:?}");
             let other_segment =
                 pb::WatchMembershipRequest { segments: vec![by_name(other.own_segment).unwrap()], from_sequence: 0 };
             let e = q.watch_membership(with_key(key, other_segment)).await.unwrap_err();
