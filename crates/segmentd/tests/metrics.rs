@@ -28,11 +28,20 @@ fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_move_after_commands_and_queries() {
+/// A running `segmentd serve` with metrics on, and how to reach it.
+struct Running {
+    child: tokio::process::Child,
+    metrics_url: String,
+    channel: tonic::transport::Channel,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(extra: &[&str]) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_segmentd"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--data-dir")
         .arg(dir.path())
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
@@ -55,7 +64,12 @@ async fn metrics_move_after_commands_and_queries() {
     .await
     .expect("segmentd listens within a minute");
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    Running { child, metrics_url, channel, _dir: dir }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_after_commands_and_queries() {
+    let Running { mut child, metrics_url, channel, _dir } = start(&[]).await;
     let before = scrape(&metrics_url).await;
     assert_eq!(value(&before, "segmentd_log_last_sequence"), Some(0.0), "{before}");
     assert_eq!(value(&before, "segmentd_command_duration_seconds_count{rpc=\"UpsertContacts\"}"), None);
@@ -109,6 +123,55 @@ async fn metrics_move_after_commands_and_queries() {
     assert_eq!(value(&after, "segmentd_log_last_sequence"), Some(last), "{after}");
     assert_eq!(value(&after, "segmentd_readmodel_applied_sequence{model=\"main\"}"), Some(last), "{after}");
     assert_eq!(value(&after, "segmentd_projector_lag_events"), Some(0.0), "{after}");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_shows_its_progress() {
+    // One member per batch and a long pause after each: the job stays
+    // running, part way, for as long as the test looks at it.
+    let Running { mut child, metrics_url, channel, _dir } =
+        start(&["--job-batch-size", "1", "--job-pause-ms", "600000"]).await;
+    let mut commands = CommandsClient::new(channel);
+    let contacts =
+        (0..3).map(|i| pb::ContactInput { email: format!("j{i}@example.com"), fields: Default::default() }).collect();
+    commands.upsert_contacts(pb::UpsertContactsRequest { command_id: String::new(), contacts }).await.unwrap();
+    commands
+        .create_segment(pb::CreateSegmentRequest {
+            command_id: String::new(),
+            name: "all".into(),
+            criteria: Some(pb::CriteriaInput {
+                kind: Some(pb::criteria_input::Kind::Text("email is_not_empty".into())),
+            }),
+        })
+        .await
+        .unwrap();
+    commands
+        .reset_scores(pb::ResetScoresRequest {
+            command_id: "reset-1".into(),
+            segment: Some(pb::SegmentRef { by: Some(pb::segment_ref::By::Name("all".into())) }),
+            reason: "metrics test".into(),
+            agree: true,
+        })
+        .await
+        .unwrap();
+    let members = "segmentd_job_members{job=\"reset-1\",kind=\"reset_scores\",org=\"default\"}";
+    let processed = "segmentd_job_processed{job=\"reset-1\",kind=\"reset_scores\",org=\"default\"}";
+    let text = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let text = scrape(&metrics_url).await;
+            if value(&text, members).is_some() {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the job's gauges appear");
+    assert_eq!(value(&text, members), Some(3.0), "{text}");
+    let done = value(&text, processed).expect("processed is shown with members");
+    assert!(done < 3.0, "the paused job is part way: {text}");
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }

@@ -16,6 +16,7 @@
 //! nodes with both the commands and the queries role.
 
 use crate::auth::Caller;
+use crate::metrics::JobProgress;
 use crate::write::{CommandError, CommandMeta, Writer, now};
 use segmentd_domain::job::{
     JOB_COMMAND_PREFIX, JobRequest, JobStart, JobState, JobStep, MemberState, batch_command_id, check_job_request,
@@ -90,6 +91,8 @@ pub struct Jobs {
     shutdown: watch::Receiver<bool>,
     tasks: Mutex<JoinSet<()>>,
     running: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Where running jobs' progress is shown (`segmentd_job_*` gauges).
+    progress: Option<JobProgress>,
 }
 
 impl Jobs {
@@ -99,6 +102,7 @@ impl Jobs {
         settings: JobSettings,
         wait: Duration,
         shutdown: watch::Receiver<bool>,
+        progress: Option<JobProgress>,
     ) -> Arc<Self> {
         Arc::new(Jobs {
             writer,
@@ -108,7 +112,20 @@ impl Jobs {
             shutdown,
             tasks: Mutex::new(JoinSet::new()),
             running: Arc::new(Mutex::new(HashSet::new())),
+            progress,
         })
+    }
+
+    /// Shows a running job's progress in the metrics; an ended job's
+    /// series are removed (GetJob has its record).
+    fn report(&self, org: &str, job_id: &str, state: &JobState) {
+        let (Some(progress), Some(started)) = (&self.progress, &state.started) else { return };
+        let kind = crate::event_json::job_kind_name(&started.kind);
+        if state.completed || state.abandoned.is_some() {
+            progress.ended(org, job_id, kind);
+        } else {
+            progress.set(org, job_id, kind, state.next_index, started.member_count);
+        }
     }
 
     /// Starts a job over the members of `segment` as the read model holds
@@ -286,6 +303,7 @@ impl Jobs {
             state.apply(&rec.envelope.event);
             *last = rec.seq;
         }
+        self.report(org, job_id, state);
         let meta = |command_id: String| CommandMeta {
             caller: Caller { org: org.to_owned(), actor: actor.clone() },
             command_id,

@@ -392,9 +392,18 @@ async fn serve_parts(
         .register_encoded_file_descriptor_set(segmentd_proto::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    // Created before the jobs, which report their progress through it.
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let jobs = match (&writer, &model) {
         (Some(w), Some(m)) => {
-            let jobs = Jobs::new(Arc::clone(w), Arc::clone(m), config.jobs, config.query_wait, shutdown_rx.clone());
+            let jobs = Jobs::new(
+                Arc::clone(w),
+                Arc::clone(m),
+                config.jobs,
+                config.query_wait,
+                shutdown_rx.clone(),
+                Some(metrics.jobs()),
+            );
             jobs.resume_in_background();
             Some(jobs)
         }
@@ -430,7 +439,6 @@ async fn serve_parts(
     if config.api_keys.file().is_some() {
         tokio::spawn(crate::auth::follow_key_file(config.api_keys.clone(), KEY_FILE_POLL, shutdown_rx.clone()));
     }
-    let metrics = Arc::new(crate::metrics::Metrics::new());
     let metrics_addr = match config.metrics_listen {
         Some(listen) => {
             let endpoint = crate::metrics::serve_metrics(
