@@ -2,46 +2,15 @@
 //! missing, and the read model equals one rebuilt from the log.
 //! Runs the real binary, so the crash is a real process death.
 
+mod common;
+
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::commands_client::CommandsClient;
 use segmentd_proto::v1::queries_client::QueriesClient;
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
-struct Segmentd {
-    child: Child,
-    channel: Channel,
-}
-
-/// Starts `segmentd serve` on a free port and connects once it says where it listens.
-async fn spawn(data_dir: &Path) -> Segmentd {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_segmentd"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("segmentd starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.strip_prefix("segmentd listening on ") {
-                return addr.to_owned();
-            }
-        }
-        panic!("segmentd exited before listening");
-    })
-    .await
-    .expect("segmentd listens within a minute");
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    Segmentd { child, channel }
-}
+use common::spawn;
 
 fn contact(i: usize) -> pb::ContactInput {
     pb::ContactInput {
@@ -98,7 +67,7 @@ async fn marker(channel: &Channel, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_an_import_loses_no_acknowledged_contact() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = spawn(dir.path()).await;
+    let mut server = spawn(dir.path(), &[]).await;
     let mut commands = CommandsClient::new(server.channel.clone());
     commands
         .create_segment(pb::CreateSegmentRequest {
@@ -138,7 +107,7 @@ async fn sigkill_during_an_import_loses_no_acknowledged_contact() {
         acked.insert(batch);
     }
 
-    let server = spawn(dir.path()).await;
+    let server = spawn(dir.path(), &[]).await;
     let seq = marker(&server.channel, "after-crash").await;
     let (segments, contacts) = snapshot(&server.channel, seq).await;
     let present: BTreeSet<String> = contacts.iter().map(|c| c.email.clone()).collect();
@@ -152,7 +121,7 @@ async fn sigkill_during_an_import_loses_no_acknowledged_contact() {
     server.child.wait().await.unwrap();
 
     std::fs::remove_dir_all(dir.path().join("readmodel")).unwrap();
-    let rebuilt = spawn(dir.path()).await;
+    let rebuilt = spawn(dir.path(), &[]).await;
     let seq2 = marker(&rebuilt.channel, "after-rebuild").await;
     let (segments2, mut contacts2) = snapshot(&rebuilt.channel, seq2).await;
     contacts2.retain(|c| c.email != "after-rebuild@marker.example");

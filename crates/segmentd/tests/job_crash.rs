@@ -4,52 +4,19 @@
 //! the contact had before). Runs the real binary, so the crash is a real
 //! process death; on the embedded log and on a real nats-server.
 
+mod common;
+
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::commands_client::CommandsClient;
 use segmentd_proto::v1::queries_client::QueriesClient;
 use segmentd_proto::v1::replay_client::ReplayClient;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tonic::transport::Channel;
 
 const CONTACTS: usize = 2000;
 const JOB: &str = "reset-before-crash";
 
-struct Segmentd {
-    child: Child,
-    channel: Channel,
-}
-
-/// Starts `segmentd serve` with `extra` flags on a free port and connects
-/// once it says where it listens.
-async fn spawn(data_dir: &Path, extra: &[&str]) -> Segmentd {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_segmentd"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("segmentd starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.strip_prefix("segmentd listening on ") {
-                return addr.to_owned();
-            }
-        }
-        panic!("segmentd exited before listening");
-    })
-    .await
-    .expect("segmentd listens within a minute");
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    Segmentd { child, channel }
-}
+use common::spawn;
 
 fn score(i: usize) -> i64 {
     (i % 500) as i64 + 1

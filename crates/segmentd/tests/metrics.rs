@@ -1,12 +1,14 @@
 //! `--metrics-listen`: the real binary serves Prometheus text at /metrics,
 //! and the named metrics move after commands and queries.
 
+mod common;
+
+use common::{Segmentd, spawn};
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::commands_client::CommandsClient;
 use segmentd_proto::v1::queries_client::QueriesClient;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// GET `url` (`http://host:port/metrics`) with a plain HTTP/1.0 request.
 async fn scrape(url: &str) -> String {
@@ -28,48 +30,22 @@ fn value(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// A running `segmentd serve` with metrics on, and how to reach it.
-struct Running {
-    child: tokio::process::Child,
-    metrics_url: String,
-    channel: tonic::transport::Channel,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(extra: &[&str]) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_segmentd"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("segmentd starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (metrics_url, addr) = tokio::time::timeout(Duration::from_secs(60), async {
-        let mut metrics = None;
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("segmentd metrics on ") {
-                metrics = Some(url.to_owned());
-            }
-            if let Some(addr) = line.strip_prefix("segmentd listening on ") {
-                return (metrics.expect("the metrics line comes first"), addr.to_owned());
-            }
-        }
-        panic!("segmentd exited before listening");
-    })
-    .await
-    .expect("segmentd listens within a minute");
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    Running { child, metrics_url, channel, _dir: dir }
+/// A running `segmentd serve` with metrics on, and its metrics URL.
+async fn start(dir: &tempfile::TempDir, extra: &[&str]) -> (Segmentd, String) {
+    let server = spawn(dir.path(), &[&["--metrics-listen", "127.0.0.1:0"], extra].concat()).await;
+    let url = server
+        .said
+        .iter()
+        .find_map(|line| line.strip_prefix("segmentd metrics on "))
+        .expect("the metrics line comes before the listening one")
+        .to_owned();
+    (server, url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_after_commands_and_queries() {
-    let Running { mut child, metrics_url, channel, _dir } = start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (Segmentd { mut child, channel, .. }, metrics_url) = start(&dir, &[]).await;
     let before = scrape(&metrics_url).await;
     assert_eq!(value(&before, "segmentd_log_last_sequence"), Some(0.0), "{before}");
     assert_eq!(value(&before, "segmentd_command_duration_seconds_count{rpc=\"UpsertContacts\"}"), None);
@@ -131,8 +107,9 @@ async fn metrics_move_after_commands_and_queries() {
 async fn a_running_job_shows_its_progress() {
     // One member per batch and a long pause after each: the job stays
     // running, part way, for as long as the test looks at it.
-    let Running { mut child, metrics_url, channel, _dir } =
-        start(&["--job-batch-size", "1", "--job-pause-ms", "600000"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (Segmentd { mut child, channel, .. }, metrics_url) =
+        start(&dir, &["--job-batch-size", "1", "--job-pause-ms", "600000"]).await;
     let mut commands = CommandsClient::new(channel);
     let contacts =
         (0..3).map(|i| pb::ContactInput { email: format!("j{i}@example.com"), fields: Default::default() }).collect();
