@@ -19,7 +19,8 @@ mod output;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use client::{Api, command_id, with_segment};
 use output::{
-    DEFAULT_FIELDS, contact_json, contact_row, contact_text, history_text, segment_json, segment_text, segments_table,
+    ContactPages, DEFAULT_FIELDS, contact_json, contact_row, contact_text, history_text, segment_json, segment_text,
+    segments_table,
 };
 use segmentd_proto::v1 as pb;
 use serde_json::json;
@@ -373,12 +374,6 @@ fn criteria(text: String) -> Option<pb::CriteriaInput> {
     Some(pb::CriteriaInput { kind: Some(pb::criteria_input::Kind::Text(text)) })
 }
 
-/// How many members to ask for next: the page size, capped by what the
-/// limit (0 = no limit) still allows.
-fn next_page_size(limit: u64, printed: u64, page_size: u32) -> u32 {
-    if limit == 0 { page_size } else { u32::try_from((limit - printed).min(u64::from(page_size))).unwrap_or(page_size) }
-}
-
 fn default_page_size(limit: u64) -> u32 {
     if limit == 0 { 1000 } else { u32::try_from(limit.min(1000)).unwrap_or(1000) }
 }
@@ -618,41 +613,25 @@ async fn members(
     as_of: Option<pb::AsOf>,
 ) -> anyhow::Result<()> {
     let at = read.at.unwrap_or_default();
-    let chosen = columns(fields);
-    let only = (!fields.is_empty()).then_some(&chosen[..]);
+    let mut pages = ContactPages::new(out, fields, limit);
     let request =
-        |segment: pb::SegmentRef, page_token: String, min_sequence: u64, printed: u64| pb::ListMembersRequest {
+        |segment: pb::SegmentRef, page_token: String, min_sequence: u64, page_size: u32| pb::ListMembersRequest {
             segment: Some(segment),
-            page_size: next_page_size(limit, printed, page_size),
+            page_size,
             page_token,
             min_sequence,
             at: at.clone(),
             as_of: as_of.clone(),
         };
+    let first = pages.page_size(page_size);
     let (mut reply, by) =
-        with_segment(segment, |r| api.list_members(request(r, String::new(), read.min_sequence, 0))).await?;
+        with_segment(segment, |r| api.list_members(request(r, String::new(), read.min_sequence, first))).await?;
     let min_sequence = read.min_sequence.max(reply.sequence);
-    let mut printed = 0u64;
-    loop {
-        let mut text = String::new();
-        for contact in &reply.contacts {
-            if limit != 0 && printed >= limit {
-                break;
-            }
-            match out {
-                Output::Text => text.push_str(&contact_row(contact, &chosen)),
-                Output::Json => text.push_str(&contact_json(contact, only).to_string()),
-            }
-            text.push('\n');
-            printed += 1;
-        }
-        emit(&text)?;
-        if reply.next_page_token.is_empty() || (limit != 0 && printed >= limit) || reply.contacts.is_empty() {
-            return Ok(());
-        }
+    while pages.print(&reply.contacts, &reply.next_page_token)? {
         let token = std::mem::take(&mut reply.next_page_token);
-        reply = api.list_members(request(by.clone(), token, min_sequence, printed)).await?;
+        reply = api.list_members(request(by.clone(), token, min_sequence, pages.page_size(page_size))).await?;
     }
+    Ok(())
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -745,9 +724,6 @@ mod tests {
         assert_eq!(default_page_size(0), 1000);
         assert_eq!(default_page_size(5), 5);
         assert_eq!(default_page_size(5000), 1000);
-        assert_eq!(next_page_size(0, 4000, 1000), 1000);
-        assert_eq!(next_page_size(2500, 2000, 1000), 500);
-        assert_eq!(next_page_size(100, 0, 30), 30);
     }
 
     #[test]

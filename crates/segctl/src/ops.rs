@@ -5,7 +5,7 @@
 //! API only.
 
 use crate::client::{Api, command_id, with_segment};
-use crate::output::{DEFAULT_FIELDS, cell, contact_json, contact_row, segment_json, segment_text};
+use crate::output::{ContactPages, cell, segment_json, segment_text};
 use crate::{Output, criteria, emit, emit_json};
 use clap::Subcommand;
 use segmentd_proto::v1 as pb;
@@ -166,11 +166,6 @@ fn list_ref(name: &str) -> Option<pb::ListRef> {
 
 fn campaign_ref(name: &str) -> Option<pb::CampaignRef> {
     Some(pb::CampaignRef { by: Some(pb::campaign_ref::By::Name(name.to_owned())) })
-}
-
-fn fields_or_default(fields: &[String]) -> Vec<String> {
-    let chosen: Vec<String> = fields.iter().map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect();
-    if chosen.is_empty() { DEFAULT_FIELDS.iter().map(|f| (*f).to_owned()).collect() } else { chosen }
 }
 
 fn print_segment(out: Output, reply: &pb::SegmentReply) -> std::io::Result<()> {
@@ -390,39 +385,22 @@ pub(crate) async fn lists(api: &Api, out: Output, command: ListsCommand) -> anyh
             }
         }
         ListsCommand::Members { name, limit, fields, min_sequence } => {
-            let chosen = fields_or_default(&fields);
-            let only = (!fields.is_empty()).then_some(&chosen[..]);
+            let mut pages = ContactPages::new(out, &fields, limit);
             let mut token = String::new();
-            let mut printed = 0u64;
             loop {
-                let page_size = page(limit, printed);
                 let reply = api
                     .list_list_members(pb::ListListMembersRequest {
                         list: list_ref(&name),
-                        page_size,
+                        page_size: pages.page_size(1000),
                         page_token: token,
                         min_sequence,
                     })
                     .await?;
-                let mut text = String::new();
-                for m in &reply.members {
-                    if limit != 0 && printed >= limit {
-                        break;
-                    }
-                    // A member deleted since the list was saved keeps its email.
-                    let contact = m
-                        .contact
-                        .clone()
-                        .unwrap_or_else(|| pb::Contact { email: m.email.clone(), ..Default::default() });
-                    match out {
-                        Output::Text => text.push_str(&contact_row(&contact, &chosen)),
-                        Output::Json => text.push_str(&contact_json(&contact, only).to_string()),
-                    }
-                    text.push('\n');
-                    printed += 1;
-                }
-                emit(&text)?;
-                if reply.next_page_token.is_empty() || (limit != 0 && printed >= limit) || reply.members.is_empty() {
+                // A member deleted since the list was saved keeps its email.
+                let contacts = reply.members.iter().map(|m| {
+                    m.contact.clone().unwrap_or_else(|| pb::Contact { email: m.email.clone(), ..Default::default() })
+                });
+                if !pages.print(contacts, &reply.next_page_token)? {
                     return Ok(());
                 }
                 token = reply.next_page_token;
@@ -430,11 +408,6 @@ pub(crate) async fn lists(api: &Api, out: Output, command: ListsCommand) -> anyh
         }
     }
     Ok(())
-}
-
-/// How many to ask for next: at most 1000, at most what the limit allows.
-fn page(limit: u64, printed: u64) -> u32 {
-    if limit == 0 { 1000 } else { u32::try_from((limit - printed).min(1000)).unwrap_or(1000) }
 }
 
 fn campaign_json(c: &pb::Campaign) -> Value {
@@ -522,16 +495,14 @@ pub(crate) async fn campaigns(api: &Api, out: Output, command: CampaignsCommand)
             }
         }
         CampaignsCommand::Recipients { name, count: false, limit, fields, min_sequence } => {
-            let chosen = fields_or_default(&fields);
-            let only = (!fields.is_empty()).then_some(&chosen[..]);
+            let mut pages = ContactPages::new(out, &fields, limit);
             let mut token = String::new();
-            let mut printed = 0u64;
             let mut min_sequence = min_sequence;
             loop {
                 let reply = api
                     .list_campaign_recipients(pb::ListCampaignRecipientsRequest {
                         campaign: campaign_ref(&name),
-                        page_size: page(limit, printed),
+                        page_size: pages.page_size(1000),
                         page_token: token,
                         min_sequence,
                         at: String::new(),
@@ -539,20 +510,7 @@ pub(crate) async fn campaigns(api: &Api, out: Output, command: CampaignsCommand)
                     .await?;
                 // Later pages read at least where the first one did.
                 min_sequence = min_sequence.max(reply.sequence);
-                let mut text = String::new();
-                for c in &reply.contacts {
-                    if limit != 0 && printed >= limit {
-                        break;
-                    }
-                    match out {
-                        Output::Text => text.push_str(&contact_row(c, &chosen)),
-                        Output::Json => text.push_str(&contact_json(c, only).to_string()),
-                    }
-                    text.push('\n');
-                    printed += 1;
-                }
-                emit(&text)?;
-                if reply.next_page_token.is_empty() || (limit != 0 && printed >= limit) || reply.contacts.is_empty() {
+                if !pages.print(&reply.contacts, &reply.next_page_token)? {
                     return Ok(());
                 }
                 token = reply.next_page_token;

@@ -292,8 +292,83 @@ fn summary(e: &pb::RecordedEvent, fields: &mut BTreeMap<String, String>) -> Stri
     }
 }
 
+/// Prints pages of contacts (segment members, list members, campaign
+/// recipients) up to a limit: one place for the columns, the limit and the
+/// "is there another page" rule that every paged listing shares.
+pub(crate) struct ContactPages {
+    out: crate::Output,
+    columns: Vec<String>,
+    /// JSON shows only the chosen fields when `--fields` was given, all otherwise.
+    json_only: bool,
+    limit: u64,
+    printed: u64,
+}
+
+impl ContactPages {
+    /// `limit` 0 means no limit; blank `fields` are dropped, none chosen
+    /// means [`DEFAULT_FIELDS`].
+    pub(crate) fn new(out: crate::Output, fields: &[String], limit: u64) -> Self {
+        let chosen: Vec<String> = fields.iter().map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect();
+        let json_only = !chosen.is_empty();
+        let columns = if json_only { chosen } else { DEFAULT_FIELDS.iter().map(|f| (*f).to_owned()).collect() };
+        ContactPages { out, columns, json_only, limit, printed: 0 }
+    }
+
+    /// The next page size to ask for: `page_size`, or less when the limit is near.
+    pub(crate) fn page_size(&self, page_size: u32) -> u32 {
+        if self.limit == 0 {
+            page_size
+        } else {
+            u32::try_from((self.limit - self.printed).min(u64::from(page_size))).unwrap_or(page_size)
+        }
+    }
+
+    /// Prints one page; true when another page should be fetched.
+    pub(crate) fn print<C: std::borrow::Borrow<pb::Contact>>(
+        &mut self,
+        contacts: impl IntoIterator<Item = C>,
+        next_page_token: &str,
+    ) -> std::io::Result<bool> {
+        let mut text = String::new();
+        let mut on_page = 0usize;
+        for contact in contacts {
+            on_page += 1;
+            if self.limit_reached() {
+                break;
+            }
+            let contact = contact.borrow();
+            match self.out {
+                crate::Output::Text => text.push_str(&contact_row(contact, &self.columns)),
+                crate::Output::Json => {
+                    text.push_str(&contact_json(contact, self.json_only.then_some(&self.columns[..])).to_string())
+                }
+            }
+            text.push('\n');
+            self.printed += 1;
+        }
+        crate::emit(&text)?;
+        Ok(!next_page_token.is_empty() && !self.limit_reached() && on_page > 0)
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.limit != 0 && self.printed >= self.limit
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn contact_pages_ask_for_what_the_limit_still_allows() {
+        let unlimited = ContactPages::new(crate::Output::Text, &[], 0);
+        assert_eq!(unlimited.page_size(1000), 1000);
+        let mut limited = ContactPages::new(crate::Output::Json, &[" email".into(), String::new()], 2500);
+        assert_eq!(limited.columns, ["email"]);
+        assert_eq!(limited.page_size(1000), 1000);
+        limited.printed = 2000;
+        assert_eq!(limited.page_size(1000), 500);
+        assert_eq!(ContactPages::new(crate::Output::Text, &[], 100).page_size(30), 30);
+    }
+
     use super::*;
 
     fn contact() -> pb::Contact {

@@ -131,7 +131,7 @@ impl Jobs {
     /// Starts a job over the members of `segment` as the read model holds
     /// them once it has applied everything in the log at this moment. The
     /// command id is the job id: a retry answers with the same job.
-    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, job = %meta.command_id), err)]
+    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, job = %meta.command_id), err(level = "info"))]
     pub async fn start(
         self: &Arc<Self>,
         meta: &CommandMeta,

@@ -170,7 +170,9 @@ impl Writer {
         &self.log
     }
 
-    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id, n = patches.len()), err)]
+    // A refused command is the client's mistake, so `err` logs at INFO;
+    // infrastructure failures are logged at ERROR where they become a status.
+    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id, n = patches.len()), err(level = "info"))]
     pub async fn upsert_contacts(
         &self,
         meta: &CommandMeta,
@@ -217,7 +219,7 @@ impl Writer {
         Err(CommandError::Contended("contacts kept changing while the upsert was decided".into()))
     }
 
-    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id, n = emails.len()), err)]
+    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id, n = emails.len()), err(level = "info"))]
     pub async fn delete_contacts(
         &self,
         meta: &CommandMeta,
@@ -255,7 +257,7 @@ impl Writer {
     /// own aggregate, placed first, so that on a log without atomic
     /// multi-aggregate requests (NATS) a list never appears in the
     /// catalogue without its members.
-    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id), err)]
+    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id), err(level = "info"))]
     pub async fn segments(&self, meta: &CommandMeta, command: SegmentCommand) -> Result<SegmentOutcome, CommandError> {
         let org = &meta.caller.org;
         let aggregate = AggregateId::segment_catalog(org);
@@ -292,7 +294,7 @@ impl Writer {
     }
 
     /// Records what a contact did. Answers with the contact after it.
-    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id), err)]
+    #[tracing::instrument(skip_all, fields(org = %meta.caller.org, command_id = %meta.command_id), err(level = "info"))]
     pub async fn record_activity(
         &self,
         meta: &CommandMeta,
