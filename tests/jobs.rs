@@ -96,6 +96,7 @@ async fn given_a_segment_when_scores_are_reset_then_every_member_is_reset_once_a
             segment: by_name("germany"),
             reason: "Scoring model v2".into(),
             agree: true,
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -119,6 +120,7 @@ async fn given_a_segment_when_scores_are_reset_then_every_member_is_reset_once_a
             segment: by_name("germany"),
             reason: "Scoring model v2".into(),
             agree: true,
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -233,6 +235,7 @@ async fn refused_jobs_name_what_is_wrong_and_append_nothing() {
         segment: by_name("germany"),
         reason: reason.into(),
         agree,
+        ..Default::default()
     };
     let e = s.commands.reset_scores(with_key(reset(" ", true))).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -251,6 +254,7 @@ async fn refused_jobs_name_what_is_wrong_and_append_nothing() {
         command_id: String::new(),
         segment: by_name("germany"),
         confirm,
+        ..Default::default()
     };
     let e = s.commands.delete_segment_contacts(with_key(delete(false))).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
@@ -261,6 +265,7 @@ async fn refused_jobs_name_what_is_wrong_and_append_nothing() {
         segment: by_name("germany"),
         field: field.into(),
         value: value.into(),
+        ..Default::default()
     };
     for (field, value, named) in [("shoe_size", "42", "field"), ("email", "x@y.com", "field"), ("age", "old", "value")]
     {
@@ -304,6 +309,7 @@ async fn given_a_segment_when_mass_updated_then_every_member_has_the_value_and_o
             segment: by_name("germany"),
             field: "lifecycle_stage".into(),
             value: "customer".into(),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -324,6 +330,7 @@ async fn given_a_segment_when_mass_updated_then_every_member_has_the_value_and_o
             segment: by_name("germany"),
             field: "lifecycle_stage".into(),
             value: "customer".into(),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -344,6 +351,7 @@ async fn given_a_confirmed_delete_when_it_completes_then_the_members_are_gone_fr
             command_id: "del-1".into(),
             segment: by_name("germany"),
             confirm: true,
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -396,6 +404,7 @@ async fn watching_every_job_reports_progress_and_completion() {
             segment: by_name("de"),
             reason: "r".into(),
             agree: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -521,6 +530,7 @@ async fn on_nats_a_reset_job_changes_every_member_once() {
             segment: by_name("all"),
             reason: "r".into(),
             agree: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -586,6 +596,7 @@ async fn a_commands_only_node_refuses_jobs() {
             segment: by_name("all"),
             reason: "r".into(),
             agree: true,
+            ..Default::default()
         })
         .await
         .unwrap_err();

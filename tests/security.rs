@@ -220,6 +220,7 @@ async fn reset_scores(s: &mut TestServer, key: &str, job_id: &str, reason: &str)
         segment: by_name("de"),
         reason: reason.into(),
         agree: true,
+        ..Default::default()
     };
     let started = s.commands.reset_scores(with_key(key, req)).await.unwrap().into_inner();
     let watch = pb::WatchJobsRequest { job_id: job_id.into(), min_sequence: started.sequence };
@@ -578,6 +579,38 @@ async fn no_query_or_replay_rpc_shows_one_organisation_another_ones_data() {
         check_isolation(&mut s, path, &acme, &globex, seq).await;
         check_isolation(&mut s, path, &globex, &acme, seq).await;
     }
+    for (me, other) in [(&acme, &globex), (&globex, &acme)] {
+        check_job_control_isolation(&mut s, me, other).await;
+    }
+}
+
+/// The commands that read org data or name another object: a dry run
+/// previews only my members, and another org's job cannot be cancelled
+/// (it does not exist for me), not even one with the same id as mine.
+async fn check_job_control_isolation(s: &mut TestServer, me: &OrgData, other: &OrgData) {
+    let key = me.key.as_str();
+    let preview = pb::MassUpdateRequest {
+        segment: by_name("de"),
+        field: "city".into(),
+        value: "Zürich".into(),
+        dry_run: true,
+        ..Default::default()
+    };
+    let d = s.commands.mass_update(with_key(key, preview)).await.unwrap().into_inner().dry_run.unwrap();
+    let emails: BTreeSet<_> = d.sample.iter().map(|c| c.email.as_str()).collect();
+    // Other checks add contacts of my org to "de" too; none of the other's.
+    assert_eq!(d.members, emails.len() as u64, "{d:?}");
+    assert!(emails.contains(me.email) && emails.contains("shared@example.com"), "{d:?}");
+    assert!(!emails.contains(other.email), "{d:?}");
+    let known = d.sample.iter().filter(|c| c.email == me.email || c.email == "shared@example.com");
+    assert!(known.clone().count() == 2 && known.clone().all(|c| c.fields["city"] == me.city), "{d:?}");
+    // Both orgs' jobs have ended by now; only "not found" would say the
+    // other org's job is invisible, and only mine is found (and refused as ended).
+    let cancel = |job_id: String| pb::CancelJobRequest { job_id, ..Default::default() };
+    let e = s.commands.cancel_job(with_key(key, cancel(format!("only-{}", other.org)))).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    let e = s.commands.cancel_job(with_key(key, cancel(SHARED_JOB_ID.into()))).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

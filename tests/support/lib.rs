@@ -4,6 +4,7 @@
 //! **Must not** reach around the API: tests observe the server only through
 //! gRPC (plus the log's last sequence, to prove a refusal appended nothing).
 
+use segmentd_log_nats::testkit::NatsServer;
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::commands_client::CommandsClient;
 use segmentd_proto::v1::queries_client::QueriesClient;
@@ -50,6 +51,36 @@ impl TestServer {
     pub async fn last_seq(&self) -> u64 {
         self.served.log.as_ref().expect("the server has a log").last_seq().await.expect("log readable")
     }
+}
+
+/// The event logs a black-box scenario can run on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    /// The embedded file log under the server's data directory.
+    Embedded,
+    /// A real nats-server of the test's own (free port, temporary store).
+    Nats,
+}
+
+impl Backend {
+    /// The nats-server this backend needs, if any; it must outlive every
+    /// server started on it.
+    pub async fn log_server(self) -> Option<NatsServer> {
+        match self {
+            Backend::Embedded => None,
+            Backend::Nats => Some(NatsServer::start().await),
+        }
+    }
+}
+
+/// A server listening on a free port with its data under `dir`, on `nats`
+/// or (without it) on the embedded log.
+pub fn config_on(dir: &Path, nats: Option<&NatsServer>) -> ServeConfig {
+    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
+    if let Some(nats) = nats {
+        config.backend = segmentd_server::LogBackend::Nats(Box::new(nats.log_config()));
+    }
+    config
 }
 
 pub fn text(criteria: &str) -> Option<pb::CriteriaInput> {

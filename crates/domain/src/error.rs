@@ -45,4 +45,10 @@ pub enum DomainError {
     TooManyBulkValues { field: String, count: usize, limit: usize },
     #[error("no contact has a value for field {0}; a bulk segment needs at least one value")]
     NoBulkValues(String),
+    #[error("job {0:?} does not exist")]
+    JobNotFound(String),
+    /// The job has already ended; `how` says how (completed, abandoned,
+    /// cancelled).
+    #[error("job {id:?} has already {how}; only a running job can be cancelled")]
+    JobEnded { id: String, how: &'static str },
 }

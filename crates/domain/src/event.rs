@@ -133,6 +133,8 @@ pub enum Event {
     ListMembersRecorded(ListMembersRecorded),
     CampaignCreated(CampaignCreated),
     BulkSegmentsCreated(BulkSegmentsCreated),
+    JobCancelRequested(JobCancelRequested),
+    JobCancelled(JobCancelled),
 }
 
 impl Event {
@@ -161,6 +163,8 @@ impl Event {
             Event::ListMembersRecorded(_) => "ListMembersRecorded",
             Event::CampaignCreated(_) => "CampaignCreated",
             Event::BulkSegmentsCreated(_) => "BulkSegmentsCreated",
+            Event::JobCancelRequested(_) => "JobCancelRequested",
+            Event::JobCancelled(_) => "JobCancelled",
         }
     }
 }
@@ -281,6 +285,24 @@ pub struct JobCompleted {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobAbandoned {
     pub reason: String,
+}
+
+/// Someone asked a running job to stop (CancelJob; the envelope's actor
+/// says who). The job's runner stops before its next batch and records
+/// [`JobCancelled`]; `reason` is the canceller's note, possibly empty.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCancelRequested {
+    pub reason: String,
+}
+
+/// A job stopped on request and changes nothing more: the members before
+/// `next_index` were worked through, `changed` of them changed and
+/// `skipped` needed nothing; the rest were left alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCancelled {
+    pub next_index: u64,
+    pub changed: u64,
+    pub skipped: u64,
 }
 
 /// A contact's score was reset by job `job_id`: the whole contact after the

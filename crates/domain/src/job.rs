@@ -17,7 +17,8 @@ use crate::contact::{Contact, Field};
 use crate::contact_decide::{ContactCommand, ContactPatch, FieldInput, MAX_TEXT_FIELD_LEN, decide_contact};
 use crate::error::DomainError;
 use crate::event::{
-    ContactDeleted, Event, JobAbandoned, JobCompleted, JobKind, JobMembersListed, JobProgressed, JobStarted, ScoreReset,
+    ContactDeleted, Event, JobAbandoned, JobCancelRequested, JobCancelled, JobCompleted, JobKind, JobMembersListed,
+    JobProgressed, JobStarted, ScoreReset,
 };
 use crate::segment::SegmentDef;
 use crate::time::Timestamp;
@@ -83,6 +84,44 @@ pub fn check_job_request(request: &JobRequest) -> Result<(), DomainError> {
             }
         }
     }
+}
+
+/// Checks a dry run of a job: everything that describes the request (the
+/// field and value, the reason), but not the confirmation, which is the
+/// user's consent to what the dry run is there to show them first.
+pub fn check_preview_request(kind: &JobKind) -> Result<(), DomainError> {
+    check_job_request(&JobRequest { kind: kind.clone(), confirmed: true })
+}
+
+/// Contacts shown in a dry run's sample.
+pub const PREVIEW_SAMPLE: usize = 20;
+
+/// What a job would do to a segment's members (a dry run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preview {
+    pub members: u64,
+    /// Members the job would change; the others it would skip (a mass
+    /// update skips those that already have the value).
+    pub affected: u64,
+    /// Indexes (into the members) of the first [`PREVIEW_SAMPLE`] affected.
+    pub sample: Vec<usize>,
+}
+
+/// Decides what a job of `kind` would do to `members` (in member order) at
+/// `now`, with the same per-member rule the job applies.
+pub fn decide_preview<'a>(kind: &JobKind, members: impl IntoIterator<Item = &'a Contact>, now: Timestamp) -> Preview {
+    let mut preview = Preview { members: 0, affected: 0, sample: Vec::new() };
+    for (i, contact) in members.into_iter().enumerate() {
+        preview.members += 1;
+        let changes = decide_member(kind, "", Some(contact), now).is_ok_and(|events| !events.is_empty());
+        if changes {
+            preview.affected += 1;
+            if preview.sample.len() < PREVIEW_SAMPLE {
+                preview.sample.push(i);
+            }
+        }
+    }
+    preview
 }
 
 fn mass_update_patch(field: &str, value: &str, email: &str) -> Result<ContactPatch, DomainError> {
@@ -156,6 +195,10 @@ pub struct JobState {
     pub skipped: u64,
     pub completed: bool,
     pub abandoned: Option<String>,
+    /// Someone asked the job to stop; it stops before its next batch.
+    pub cancel_requested: bool,
+    /// The job stopped on request.
+    pub cancelled: bool,
 }
 
 /// What one batch of a job does next.
@@ -171,6 +214,11 @@ pub enum JobStep {
     Batch { batch: u64, members: Range<usize> },
     /// Every member is done.
     Complete,
+    /// The job was asked to stop: record that it stopped, unless some
+    /// members of the next batch (`batch`, `members`) already changed — a
+    /// batch torn on a log without atomic requests — in which case that
+    /// batch is finished first, so no batch is left half-applied.
+    Stop { batch: u64, members: Range<usize> },
 }
 
 impl JobState {
@@ -193,12 +241,32 @@ impl JobState {
                 self.skipped = e.skipped;
             }
             Event::JobAbandoned(e) => self.abandoned = Some(e.reason.clone()),
+            Event::JobCancelRequested(_) => self.cancel_requested = true,
+            Event::JobCancelled(e) => {
+                self.cancelled = true;
+                self.next_index = e.next_index;
+                self.changed = e.changed;
+                self.skipped = e.skipped;
+            }
             _ => {}
         }
     }
 
     pub fn ended(&self) -> bool {
-        self.completed || self.abandoned.is_some()
+        self.completed || self.abandoned.is_some() || self.cancelled
+    }
+
+    /// How the job ended, in words; `None` while it runs.
+    pub fn end(&self) -> Option<&'static str> {
+        if self.completed {
+            Some("completed")
+        } else if self.cancelled {
+            Some("been cancelled")
+        } else if self.abandoned.is_some() {
+            Some("been abandoned")
+        } else {
+            None
+        }
     }
 
     pub fn next_step(&self) -> JobStep {
@@ -215,14 +283,43 @@ impl JobState {
                 started.member_count
             ));
         }
-        let from = self.next_index as usize;
+        let from = (self.next_index as usize).min(self.members.len());
+        let size = started.batch_size.max(1) as usize;
+        let to = (from + size).min(self.members.len());
+        let batch = self.next_index / size as u64;
+        if self.cancel_requested {
+            return JobStep::Stop { batch, members: from..to };
+        }
         if from >= self.members.len() {
             return JobStep::Complete;
         }
-        let size = started.batch_size.max(1) as usize;
-        let to = (from + size).min(self.members.len());
-        JobStep::Batch { batch: self.next_index / size as u64, members: from..to }
+        JobStep::Batch { batch, members: from..to }
     }
+}
+
+/// Asks job `job_id` to stop (CancelJob). A job that was already asked
+/// needs nothing more: the answer is no event. `reason` is an optional note.
+pub fn decide_cancel(job: &JobState, job_id: &str, reason: &str) -> Result<Vec<Event>, DomainError> {
+    if reason.len() > MAX_TEXT_FIELD_LEN || reason.chars().any(char::is_control) {
+        return Err(DomainError::InvalidValue(format!(
+            "reason: at most {MAX_TEXT_FIELD_LEN} bytes, no control characters"
+        )));
+    }
+    if job.started.is_none() {
+        return Err(DomainError::JobNotFound(job_id.to_owned()));
+    }
+    if let Some(how) = job.end() {
+        return Err(DomainError::JobEnded { id: job_id.to_owned(), how });
+    }
+    if job.cancel_requested {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Event::JobCancelRequested(JobCancelRequested { reason: reason.to_owned() })])
+}
+
+/// The end of a job that was asked to stop: what it did until then.
+pub fn decide_cancelled(job: &JobState) -> Event {
+    Event::JobCancelled(JobCancelled { next_index: job.next_index, changed: job.changed, skipped: job.skipped })
 }
 
 /// One member as a batch sees it.
@@ -477,6 +574,82 @@ mod tests {
         let c = contact("c0@x.com", None);
         let events = decide_member(&JobKind::DeleteContacts, "j", Some(&c), t(1)).unwrap();
         assert_eq!(events, vec![Event::ContactDeleted(ContactDeleted { email: "c0@x.com".into() })]);
+    }
+
+    #[test]
+    fn given_a_running_job_when_cancelled_then_the_request_is_recorded_once() {
+        let mut state = started(reset("r", true), 5, 2);
+        let events = decide_cancel(&state, "j1", "wrong segment").unwrap();
+        assert_eq!(events, vec![Event::JobCancelRequested(JobCancelRequested { reason: "wrong segment".into() })]);
+        state.apply(&events[0]);
+        assert_eq!(decide_cancel(&state, "j1", "again").unwrap(), Vec::<Event>::new(), "asked once is enough");
+    }
+
+    #[test]
+    fn given_no_job_or_an_ended_one_when_cancelled_then_refused_saying_why() {
+        assert_eq!(decide_cancel(&JobState::default(), "nope", ""), Err(DomainError::JobNotFound("nope".into())));
+        let mut state = started(reset("r", true), 1, 1);
+        state.apply(&decide_complete(&state));
+        let e = decide_cancel(&state, "j1", "").unwrap_err();
+        assert_eq!(e, DomainError::JobEnded { id: "j1".into(), how: "completed" });
+        let mut state = started(reset("r", true), 1, 1);
+        state.apply(&decide_abandon("torn".into()));
+        assert!(matches!(decide_cancel(&state, "j1", ""), Err(DomainError::JobEnded { how: "been abandoned", .. })));
+        let e = decide_cancel(&started(reset("r", true), 1, 1), "j1", "a\u{7}b").unwrap_err();
+        assert!(matches!(&e, DomainError::InvalidValue(m) if m.starts_with("reason")), "{e}");
+    }
+
+    #[test]
+    fn given_a_cancel_request_when_the_runner_steps_then_it_stops_before_the_next_batch_with_the_counts_so_far() {
+        let mut state = started(reset("r", true), 5, 2);
+        state.apply(&Event::JobProgressed(JobProgressed { next_index: 2, changed: 1, skipped: 1 }));
+        state.apply(&decide_cancel(&state, "j1", "").unwrap()[0]);
+        assert_eq!(state.next_step(), JobStep::Stop { batch: 1, members: 2..4 });
+        let cancelled = decide_cancelled(&state);
+        assert_eq!(cancelled, Event::JobCancelled(JobCancelled { next_index: 2, changed: 1, skipped: 1 }));
+        state.apply(&cancelled);
+        assert!(state.ended());
+        assert_eq!(state.next_step(), JobStep::Ended, "a cancelled job never resumes");
+        assert!(matches!(decide_cancel(&state, "j1", ""), Err(DomainError::JobEnded { how: "been cancelled", .. })));
+    }
+
+    #[test]
+    fn given_every_member_done_when_cancel_was_asked_before_completion_then_the_job_stops_as_cancelled() {
+        let mut state = started(reset("r", true), 2, 2);
+        state.apply(&Event::JobProgressed(JobProgressed { next_index: 2, changed: 2, skipped: 0 }));
+        state.apply(&decide_cancel(&state, "j1", "").unwrap()[0]);
+        assert_eq!(state.next_step(), JobStep::Stop { batch: 1, members: 2..2 });
+    }
+
+    #[test]
+    fn given_members_when_a_mass_update_is_previewed_then_those_with_the_value_already_are_not_affected() {
+        let kind = JobKind::MassUpdate { field: "city".into(), value: "Bonn".into() };
+        let mut members: Vec<Contact> = (0..30).map(|i| contact(&format!("c{i}@x.com"), None)).collect();
+        members[0].city = "Bonn".into();
+        members[5].city = "bonn".into();
+        let preview = decide_preview(&kind, &members, t(1));
+        assert_eq!((preview.members, preview.affected), (30, 29), "\"bonn\" is not \"Bonn\": it changes");
+        assert_eq!(preview.sample.len(), PREVIEW_SAMPLE);
+        assert_eq!(&preview.sample[..3], &[1, 2, 3]);
+    }
+
+    #[test]
+    fn given_members_when_a_delete_or_reset_is_previewed_then_every_member_is_affected() {
+        let members = [contact("a@x.com", Some(5)), contact("b@x.com", None)];
+        let delete = decide_preview(&JobKind::DeleteContacts, &members, t(1));
+        assert_eq!((delete.members, delete.affected, delete.sample), (2, 2, vec![0, 1]));
+        let reset = decide_preview(&JobKind::ResetScores { reason: "r".into() }, &members, t(1));
+        assert_eq!(reset.affected, 2);
+    }
+
+    #[test]
+    fn given_a_dry_run_without_confirmation_when_checked_then_only_the_request_itself_is_checked() {
+        assert_eq!(check_preview_request(&JobKind::DeleteContacts), Ok(()));
+        assert_eq!(check_preview_request(&JobKind::ResetScores { reason: "GDPR".into() }), Ok(()));
+        let e = check_preview_request(&JobKind::ResetScores { reason: " ".into() }).unwrap_err();
+        assert!(matches!(&e, DomainError::InvalidValue(m) if m.starts_with("reason")), "{e}");
+        let e = check_preview_request(&JobKind::MassUpdate { field: "age".into(), value: "old".into() }).unwrap_err();
+        assert!(matches!(&e, DomainError::InvalidValue(m) if m.starts_with("value")), "{e}");
     }
 
     #[test]

@@ -223,6 +223,8 @@ impl SegmentCatalog {
             | Event::JobProgressed(_)
             | Event::JobCompleted(_)
             | Event::JobAbandoned(_)
+            | Event::JobCancelRequested(_)
+            | Event::JobCancelled(_)
             | Event::ScoreReset(_)
             | Event::ActivityRecorded(_) => {}
         }

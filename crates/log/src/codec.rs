@@ -52,6 +52,8 @@ pub const SEGMENT_SAVED_AS_LIST: u16 = 18;
 pub const LIST_MEMBERS_RECORDED: u16 = 19;
 pub const CAMPAIGN_CREATED: u16 = 30;
 pub const BULK_SEGMENTS_CREATED: u16 = 31;
+pub const JOB_CANCEL_REQUESTED: u16 = 57;
+pub const JOB_CANCELLED: u16 = 58;
 
 /// The payload schema version every released type is written with today.
 pub const SCHEMA_V1: u8 = 1;
@@ -82,6 +84,8 @@ pub const EVENT_TYPES: &[(u16, &str)] = &[
     (LIST_MEMBERS_RECORDED, "ListMembersRecorded"),
     (CAMPAIGN_CREATED, "CampaignCreated"),
     (BULK_SEGMENTS_CREATED, "BulkSegmentsCreated"),
+    (JOB_CANCEL_REQUESTED, "JobCancelRequested"),
+    (JOB_CANCELLED, "JobCancelled"),
 ];
 
 /// The envelope's metadata as stored. Frozen: see the module doc.
@@ -147,6 +151,8 @@ pub fn event_type_code(event: &Event) -> u16 {
         Event::ListMembersRecorded(_) => LIST_MEMBERS_RECORDED,
         Event::CampaignCreated(_) => CAMPAIGN_CREATED,
         Event::BulkSegmentsCreated(_) => BULK_SEGMENTS_CREATED,
+        Event::JobCancelRequested(_) => JOB_CANCEL_REQUESTED,
+        Event::JobCancelled(_) => JOB_CANCELLED,
     }
 }
 
@@ -193,6 +199,8 @@ pub fn encode_into(env: &Envelope, mut out: Vec<u8>) -> Vec<u8> {
         Event::ListMembersRecorded(p) => append(p, out),
         Event::CampaignCreated(p) => append(p, out),
         Event::BulkSegmentsCreated(p) => append(p, out),
+        Event::JobCancelRequested(p) => append(p, out),
+        Event::JobCancelled(p) => append(p, out),
     }
 }
 
@@ -273,6 +281,10 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
         (BULK_SEGMENTS_CREATED, SCHEMA_V1) => {
             Event::BulkSegmentsCreated(payload_of("BulkSegmentsCreated", schema, payload)?)
         }
+        (JOB_CANCEL_REQUESTED, SCHEMA_V1) => {
+            Event::JobCancelRequested(payload_of("JobCancelRequested", schema, payload)?)
+        }
+        (JOB_CANCELLED, SCHEMA_V1) => Event::JobCancelled(payload_of("JobCancelled", schema, payload)?),
         _ => return Err(CodecError::UnknownType { code, schema }),
     };
     Ok(Envelope {

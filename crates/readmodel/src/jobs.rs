@@ -15,6 +15,8 @@ pub enum JobStatus {
     Running,
     Completed,
     Abandoned,
+    /// Stopped on request (CancelJob) before its end.
+    Cancelled,
 }
 
 /// One job as the read model knows it.
@@ -40,8 +42,19 @@ pub struct JobView {
     /// Why it was abandoned; empty otherwise.
     pub abandon_reason: String,
     pub finished_at: Option<Timestamp>,
+    /// Who asked the job to stop, and their note; set while it stops and
+    /// after it has stopped.
+    pub cancel: Option<CancelRequest>,
     /// The sequence of the job's last event.
     pub last_seq: Seq,
+}
+
+/// A request to stop a job (`JobCancelRequested`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    pub actor: String,
+    pub at: Timestamp,
+    pub reason: String,
 }
 
 impl JobView {
@@ -95,6 +108,7 @@ pub(crate) fn apply_job_event(job: &mut Option<JobView>, rec: &Recorded) -> bool
                 status: JobStatus::Running,
                 abandon_reason: String::new(),
                 finished_at: None,
+                cancel: None,
                 last_seq: rec.seq,
             });
             true
@@ -118,6 +132,20 @@ pub(crate) fn apply_job_event(job: &mut Option<JobView>, rec: &Recorded) -> bool
         (Event::JobAbandoned(e), Some(j)) => {
             j.status = JobStatus::Abandoned;
             j.abandon_reason = e.reason.clone();
+            j.finished_at = Some(env.time);
+            j.last_seq = rec.seq;
+            true
+        }
+        (Event::JobCancelRequested(e), Some(j)) => {
+            j.cancel = Some(CancelRequest { actor: env.actor.clone(), at: env.time, reason: e.reason.clone() });
+            j.last_seq = rec.seq;
+            true
+        }
+        (Event::JobCancelled(e), Some(j)) => {
+            j.processed = e.next_index;
+            j.changed = e.changed;
+            j.skipped = e.skipped;
+            j.status = JobStatus::Cancelled;
             j.finished_at = Some(env.time);
             j.last_seq = rec.seq;
             true

@@ -22,7 +22,7 @@ mod projector;
 mod store;
 
 pub use clock::Clock;
-pub use jobs::{AffectedContact, JobNotice, JobStatus, JobView};
+pub use jobs::{AffectedContact, CancelRequest, JobNotice, JobStatus, JobView};
 pub use membership::{Cause, ChangeRecord, FeedError, MemberChange, Watch, WatchFilter, run_membership_clock};
 pub use model::{Members, OrgView, ReadModel, ReadModelError, SegmentLookup};
 pub use past::{PastModels, PastState, PastView};

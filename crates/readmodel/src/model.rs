@@ -180,6 +180,12 @@ impl OrgView {
             .collect()
     }
 
+    /// Every member, in member order, as [`OrgView::member_emails`] lists
+    /// them: what a job's dry run looks at.
+    pub fn member_contacts(&self, criteria: &Criteria, at: Timestamp) -> Vec<Arc<Contact>> {
+        self.matching(criteria, at).iter().filter_map(|r| self.rows.get(r as usize).and_then(Option::clone)).collect()
+    }
+
     /// How many contacts match, with relative dates measured back from `at`.
     pub fn count(&self, criteria: &Criteria, at: Timestamp) -> u64 {
         self.matching(criteria, at).len()
@@ -298,8 +304,9 @@ impl ReadModel {
         }
         let mut state = load(&tree)?;
         let now = clock.now();
+        let applied = state.applied;
         for view in state.orgs.values_mut() {
-            view.compute_members(now);
+            view.compute_members(now, applied);
         }
         state.evaluated_at(now);
         let (applied, _) = watch::channel(state.applied);
@@ -506,7 +513,9 @@ fn apply_job_records(org: &mut OrgView, rec: &Recorded, writes: &mut Writes) -> 
         | Event::JobMembersListed(_)
         | Event::JobProgressed(_)
         | Event::JobCompleted(_)
-        | Event::JobAbandoned(_) => {
+        | Event::JobAbandoned(_)
+        | Event::JobCancelRequested(_)
+        | Event::JobCancelled(_) => {
             let id = &env.aggregate.id;
             let mut job = org.jobs.remove(id);
             let changed = apply_job_event(&mut job, rec);
@@ -533,7 +542,9 @@ fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, 
         | Event::JobMembersListed(_)
         | Event::JobProgressed(_)
         | Event::JobCompleted(_)
-        | Event::JobAbandoned(_) => {}
+        | Event::JobAbandoned(_)
+        | Event::JobCancelRequested(_)
+        | Event::JobCancelled(_) => {}
         Event::ContactDeleted(e) => {
             if let Some(row) = org.row_of(&e.email) {
                 if let Some(old) = org.rows[row as usize].take() {
@@ -590,6 +601,8 @@ fn is_catalog_event(event: &Event) -> bool {
         | Event::JobProgressed(_)
         | Event::JobCompleted(_)
         | Event::JobAbandoned(_)
+        | Event::JobCancelRequested(_)
+        | Event::JobCancelled(_)
         | Event::ScoreReset(_)
         | Event::ActivityRecorded(_) => false,
     }

@@ -8,7 +8,7 @@ use segmentd_domain::Contact;
 use serde::Serialize;
 
 // 2: jobs and the score-reset audit. 3: the catalogue kept as its events.
-pub(crate) const LAYOUT_VERSION: u64 = 3;
+pub(crate) const LAYOUT_VERSION: u64 = 4;
 pub(crate) const KEY_LAYOUT: &[u8] = b"m/layout";
 pub(crate) const KEY_APPLIED: &[u8] = b"m/applied";
 

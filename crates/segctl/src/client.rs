@@ -188,6 +188,7 @@ rpcs! {
     commands.mass_update(pb::MassUpdateRequest) -> pb::JobReply;
     commands.delete_segment_contacts(pb::DeleteSegmentContactsRequest) -> pb::JobReply;
     commands.reset_scores(pb::ResetScoresRequest) -> pb::JobReply;
+    commands.cancel_job(pb::CancelJobRequest) -> pb::JobReply;
     commands.record_activity(pb::RecordActivityRequest) -> pb::RecordActivityReply;
     queries.get_job(pb::GetJobRequest) -> pb::Job;
     queries.list_score_resets(pb::ListScoreResetsRequest) -> pb::ListScoreResetsReply;

@@ -14,17 +14,28 @@ pub(crate) enum Start {
     ResetScores { reason: String, agree: bool },
 }
 
-/// Starts a job over `segment`; with `wait`, follows it to its end.
+/// How to run a job command.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Run {
+    pub(crate) dry_run: bool,
+    pub(crate) expected_position: Option<u64>,
+    /// Follow the job to its end.
+    pub(crate) wait: bool,
+}
+
+/// Starts a job over `segment` (or previews it); with `wait`, follows it
+/// to its end.
 pub(crate) async fn start(
     api: &Api,
     out: Output,
     segment: &str,
     job_id: Option<String>,
     what: Start,
-    wait: bool,
+    run: Run,
 ) -> anyhow::Result<()> {
     let command_id = job_id.unwrap_or_else(command_id);
     let what = &what;
+    let Run { dry_run, expected_position, wait } = run;
     let (reply, _) = with_segment(segment, |r| {
         let command_id = command_id.clone();
         async move {
@@ -35,6 +46,8 @@ pub(crate) async fn start(
                         segment: Some(r),
                         field: field.clone(),
                         value: value.clone(),
+                        dry_run,
+                        expected_position,
                     })
                     .await
                 }
@@ -43,6 +56,8 @@ pub(crate) async fn start(
                         command_id,
                         segment: Some(r),
                         confirm: *confirm,
+                        dry_run,
+                        expected_position,
                     })
                     .await
                 }
@@ -52,6 +67,8 @@ pub(crate) async fn start(
                         segment: Some(r),
                         reason: reason.clone(),
                         agree: *agree,
+                        dry_run,
+                        expected_position,
                     })
                     .await
                 }
@@ -59,11 +76,74 @@ pub(crate) async fn start(
         }
     })
     .await?;
+    if let Some(preview) = &reply.dry_run {
+        return print_dry_run(out, what, preview);
+    }
     let job = reply.job.unwrap_or_default();
     if wait {
         return watch(api, out, Some(job.id), reply.sequence).await;
     }
     print_job(out, &job)
+}
+
+fn start_name(what: &Start) -> &'static str {
+    match what {
+        Start::MassUpdate { .. } => "mass-update",
+        Start::DeleteContacts { .. } => "delete-contacts",
+        Start::ResetScores { .. } => "reset-scores",
+    }
+}
+
+fn print_dry_run(out: Output, what: &Start, d: &pb::DryRun) -> anyhow::Result<()> {
+    let sample: Vec<&str> = d.sample.iter().map(|c| c.email.as_str()).collect();
+    match out {
+        Output::Json => emit_json(&json!({
+            "dry_run": start_name(what),
+            "segment_id": d.segment_id,
+            "segment_name": d.segment_name,
+            "criteria": d.criteria_text,
+            "position": d.position,
+            "members": d.members,
+            "affected": d.affected,
+            "sample": sample,
+        }))?,
+        Output::Text => {
+            let mut text = format!(
+                "dry run of {} on segment {} ({}) at position {}; nothing was recorded
+members:   {}
+affected:  {}
+",
+                start_name(what),
+                d.segment_name,
+                d.segment_id,
+                d.position,
+                d.members,
+                d.affected
+            );
+            if !sample.is_empty() {
+                text.push_str(&format!(
+                    "first {} affected:
+",
+                    sample.len()
+                ));
+                for email in &sample {
+                    text.push_str(&format!("  {email}\n"));
+                }
+            }
+            text.push_str(&format!(
+                "to run exactly this, repeat the command without --dry-run and with --expected-position {}\n",
+                d.position
+            ));
+            emit(&text)?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks a job to stop and prints it as it ended.
+pub(crate) async fn cancel(api: &Api, out: Output, id: String, reason: String) -> anyhow::Result<()> {
+    let reply = api.cancel_job(pb::CancelJobRequest { command_id: command_id(), job_id: id, reason }).await?;
+    print_job(out, &reply.job.unwrap_or_default())
 }
 
 pub(crate) async fn get(api: &Api, out: Output, id: String, min_sequence: u64) -> anyhow::Result<()> {
@@ -106,6 +186,7 @@ fn state_name(state: i32) -> &'static str {
         Ok(pb::JobState::Running) => "running",
         Ok(pb::JobState::Completed) => "completed",
         Ok(pb::JobState::Abandoned) => "abandoned",
+        Ok(pb::JobState::Cancelled) => "cancelled",
         _ => "unknown",
     }
 }
@@ -144,6 +225,10 @@ fn job_json(job: &pb::Job) -> serde_json::Value {
         "reason": job.reason,
         "abandon_reason": job.abandon_reason,
         "sequence": job.sequence,
+        "cancel_requested": job.cancel_requested,
+        "cancelled_by": job.cancelled_by,
+        "cancel_requested_at": job.cancel_requested_at,
+        "cancel_reason": job.cancel_reason,
     })
 }
 
@@ -177,6 +262,14 @@ fn print_job(out: Output, job: &pb::Job) -> anyhow::Result<()> {
             }
             if !job.abandon_reason.is_empty() {
                 text.push_str(&format!("abandoned: {}\n", job.abandon_reason));
+            }
+            if job.cancel_requested {
+                let note =
+                    if job.cancel_reason.is_empty() { String::new() } else { format!(": {}", job.cancel_reason) };
+                text.push_str(&format!(
+                    "cancel:    asked by {} at {}{note}\n",
+                    job.cancelled_by, job.cancel_requested_at
+                ));
             }
             emit(&text)?;
         }

@@ -155,6 +155,14 @@ enum JobsCommand {
         #[arg(value_name = "JOB_ID")]
         id: Option<String>,
     },
+    /// Stop a running job before its next batch; prints what it did.
+    Cancel {
+        #[arg(value_name = "JOB_ID")]
+        id: String,
+        /// A note kept with the job.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,6 +192,20 @@ struct JobOptions {
     /// Follow the job, printing its progress, until it ends.
     #[arg(long)]
     wait: bool,
+    /// Only show how many contacts the job would change, with a sample and
+    /// the position it saw; record nothing.
+    #[arg(long, conflicts_with = "wait")]
+    dry_run: bool,
+    /// The position a dry run printed: refuse to run if the segment's
+    /// members changed since.
+    #[arg(long, value_name = "N", conflicts_with = "dry_run")]
+    expected_position: Option<u64>,
+}
+
+impl JobOptions {
+    fn run(&self) -> jobs::Run {
+        jobs::Run { dry_run: self.dry_run, expected_position: self.expected_position, wait: self.wait }
+    }
 }
 
 /// The clock and consistency of a read.
@@ -424,6 +446,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Jobs(JobsCommand::Get { id, min_sequence }) => jobs::get(&api, out, id, min_sequence).await?,
         Command::Jobs(JobsCommand::Watch { id }) => jobs::watch(&api, out, id, 0).await?,
+        Command::Jobs(JobsCommand::Cancel { id, reason }) => jobs::cancel(&api, out, id, reason).await?,
         Command::Audit(AuditCommand::ScoreResets { filter }) => jobs::list_resets(&api, out, filter).await?,
         Command::Audit(AuditCommand::ScoreReset { id, limit }) => jobs::show_reset(&api, out, id, limit).await?,
         Command::Segments(command) => segments(&api, out, command).await?,
@@ -562,15 +585,15 @@ async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::R
         }
         SegmentsCommand::MassUpdate { segment, field, value, job } => {
             let what = jobs::Start::MassUpdate { field, value };
-            jobs::start(api, out, &segment, job.job_id, what, job.wait).await?;
+            jobs::start(api, out, &segment, job.job_id.clone(), what, job.run()).await?;
         }
         SegmentsCommand::DeleteContacts { segment, confirm, job } => {
             let what = jobs::Start::DeleteContacts { confirm };
-            jobs::start(api, out, &segment, job.job_id, what, job.wait).await?;
+            jobs::start(api, out, &segment, job.job_id.clone(), what, job.run()).await?;
         }
         SegmentsCommand::ResetScores { segment, reason, agree, job } => {
             let what = jobs::Start::ResetScores { reason, agree };
-            jobs::start(api, out, &segment, job.job_id, what, job.wait).await?;
+            jobs::start(api, out, &segment, job.job_id.clone(), what, job.run()).await?;
         }
         SegmentsCommand::Ops(op) => ops::segment_op(api, out, op).await?,
         SegmentsCommand::Members { segment, limit, page_size, fields, read, past } => {
@@ -708,6 +731,12 @@ mod tests {
         assert!(parse(&["segments", "reset-scores", "germany", "--reason", "v2", "--agree", "--wait"]).is_ok());
         assert!(parse(&["segments", "delete-contacts", "germany", "--confirm", "--job-id", "d1"]).is_ok());
         assert!(parse(&["segments", "mass-update", "germany", "--field", "city", "--value", ""]).is_ok());
+        assert!(parse(&["segments", "delete-contacts", "germany", "--dry-run"]).is_ok());
+        assert!(parse(&["segments", "delete-contacts", "g", "--dry-run", "--expected-position", "9"]).is_err());
+        assert!(
+            parse(&["segments", "reset-scores", "g", "--reason", "r", "--agree", "--expected-position", "9"]).is_ok()
+        );
+        assert!(parse(&["jobs", "cancel", "reset-q2", "--reason", "wrong segment"]).is_ok());
         assert!(
             parse(&["contacts", "activity", "a@x.com", "--kind", "purchase"]).is_err(),
             "a purchase needs an amount"

@@ -165,3 +165,70 @@ async fn the_readme_segment_operations_tour_works() {
     .unwrap();
     served.stop().await.unwrap();
 }
+
+/// The README's dry-run and cancel section with the binary: a preview that
+/// records nothing, the run that names its position, and stopping it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_dry_run_and_cancel_section_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    config.demo = true;
+    // One member per batch and a long pause: the job is part way when cancelled.
+    config.jobs.batch_size = 1;
+    config.jobs.pause = std::time::Duration::from_secs(3600);
+    let served = segmentd_server::serve(config).await.unwrap();
+    let server = format!("http://{}", served.addr);
+    let log = served.log.clone().unwrap();
+    let before = log.last_seq().await.unwrap();
+
+    let (preview, text) = tokio::task::spawn_blocking({
+        let server = server.clone();
+        move || {
+            let json =
+                stdout(&segctl(&server, &["--output", "json", "segments", "delete-contacts", "germany", "--dry-run"]));
+            let text =
+                stdout(&segctl(&server, &["segments", "reset-scores", "germany", "--reason", "v2", "--dry-run"]));
+            (serde_json::from_str::<serde_json::Value>(json.trim()).unwrap(), text)
+        }
+    })
+    .await
+    .unwrap();
+    let members = preview["members"].as_u64().unwrap();
+    assert!(members > 20 && preview["affected"].as_u64() == Some(members), "{preview}");
+    assert_eq!(preview["sample"].as_array().unwrap().len(), 20);
+    let position = preview["position"].as_u64().unwrap();
+    assert!(
+        text.contains("nothing was recorded") && text.contains(&format!("--expected-position {position}")),
+        "{text}"
+    );
+    assert_eq!(log.last_seq().await.unwrap(), before, "dry runs record nothing");
+
+    let cancelled = tokio::task::spawn_blocking(move || {
+        let position = position.to_string();
+        let started = stdout(&segctl(
+            &server,
+            &[
+                "segments",
+                "delete-contacts",
+                "germany",
+                "--confirm",
+                "--expected-position",
+                &position,
+                "--job-id",
+                "purge-de",
+            ],
+        ));
+        assert!(started.contains("purge-de"), "{started}");
+        // The first batch may still be running; the cancel waits for the stop.
+        let json =
+            stdout(&segctl(&server, &["--output", "json", "jobs", "cancel", "purge-de", "--reason", "wrong segment"]));
+        serde_json::from_str::<serde_json::Value>(json.trim()).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["cancel_reason"], "wrong segment");
+    assert!(cancelled["processed"].as_u64().unwrap() <= 1, "{cancelled}");
+    assert_eq!(cancelled["total"].as_u64(), Some(members));
+    served.stop().await.unwrap();
+}

@@ -70,6 +70,7 @@ async fn crash_mid_job(backend: &[&str]) {
             segment: Some(pb::SegmentRef { by: Some(pb::segment_ref::By::Name("everyone".into())) }),
             reason: "crash drill".into(),
             agree: true,
+            ..Default::default()
         })
         .await
         .unwrap()

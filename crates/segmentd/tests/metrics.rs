@@ -130,6 +130,7 @@ async fn a_running_job_shows_its_progress() {
             segment: Some(pb::SegmentRef { by: Some(pb::segment_ref::By::Name("all".into())) }),
             reason: "metrics test".into(),
             agree: true,
+            ..Default::default()
         })
         .await
         .unwrap();

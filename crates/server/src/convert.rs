@@ -521,6 +521,7 @@ fn job_state(status: JobStatus) -> pb::JobState {
         JobStatus::Running => pb::JobState::Running,
         JobStatus::Completed => pb::JobState::Completed,
         JobStatus::Abandoned => pb::JobState::Abandoned,
+        JobStatus::Cancelled => pb::JobState::Cancelled,
     }
 }
 
@@ -550,6 +551,22 @@ pub fn job(j: &JobView) -> pb::Job {
         reason,
         abandon_reason: j.abandon_reason.clone(),
         sequence: j.last_seq,
+        cancel_requested: j.cancel.is_some(),
+        cancelled_by: j.cancel.as_ref().map(|c| c.actor.clone()).unwrap_or_default(),
+        cancel_requested_at: j.cancel.as_ref().map(|c| c.at.to_string()).unwrap_or_default(),
+        cancel_reason: j.cancel.as_ref().map(|c| c.reason.clone()).unwrap_or_default(),
+    }
+}
+
+pub fn dry_run(report: &crate::jobs::DryRunReport) -> pb::DryRun {
+    pb::DryRun {
+        position: report.position,
+        members: report.preview.members,
+        affected: report.preview.affected,
+        sample: report.sample.iter().map(|c| contact(c)).collect(),
+        segment_id: report.segment.id,
+        segment_name: report.segment.name.clone(),
+        criteria_text: report.segment.criteria.clone(),
     }
 }
 

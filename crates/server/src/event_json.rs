@@ -19,9 +19,9 @@
 
 use segmentd_domain::event::{
     Activity, ActivityRecorded, BulkChild, BulkSegmentsCreated, CampaignCreated, Change, ContactCreated,
-    ContactDeleted, ContactUpdated, JobAbandoned, JobCompleted, JobKind, JobMembersListed, JobProgressed, JobStarted,
-    LegacySegmentImported, ListMembersRecorded, ScoreReset, SegmentCloned, SegmentCreated, SegmentDeleted,
-    SegmentSavedAsList, SegmentUpdated, TopicCreated, TopicsAssigned, TopicsUnassigned,
+    ContactDeleted, ContactUpdated, JobAbandoned, JobCancelRequested, JobCancelled, JobCompleted, JobKind,
+    JobMembersListed, JobProgressed, JobStarted, LegacySegmentImported, ListMembersRecorded, ScoreReset, SegmentCloned,
+    SegmentCreated, SegmentDeleted, SegmentSavedAsList, SegmentUpdated, TopicCreated, TopicsAssigned, TopicsUnassigned,
 };
 use segmentd_domain::{Contact, Decimal, Event, Timestamp};
 use segmentd_log::Recorded;
@@ -138,6 +138,14 @@ pub fn data(event: &Event) -> String {
         }
         Event::JobAbandoned(JobAbandoned { reason }) => {
             o.string("reason", reason);
+        }
+        Event::JobCancelRequested(JobCancelRequested { reason }) => {
+            o.string("reason", reason);
+        }
+        Event::JobCancelled(JobCancelled { next_index, changed, skipped }) => {
+            o.number("next_index", *next_index);
+            o.number("changed", *changed);
+            o.number("skipped", *skipped);
         }
         Event::ScoreReset(ScoreReset { contact, previous_score, reason, job_id }) => {
             o.string("email", &contact.email);

@@ -238,6 +238,8 @@ fn concerns_segment(env: &Envelope, id: u64) -> bool {
         | Event::JobProgressed(_)
         | Event::JobCompleted(_)
         | Event::JobAbandoned(_)
+        | Event::JobCancelRequested(_)
+        | Event::JobCancelled(_)
         | Event::ScoreReset(_)
         | Event::ActivityRecorded(_) => false,
     }

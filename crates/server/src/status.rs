@@ -52,6 +52,7 @@ impl From<JobError> for Status {
             JobError::Command(c) => c.into(),
             JobError::ReadModel(r) => read_model(r),
             JobError::NotFound(msg) => Status::not_found(msg),
+            JobError::Stale(msg) => Status::aborted(msg),
         }
     }
 }
@@ -114,9 +115,10 @@ fn domain(e: DomainError) -> Status {
         | DomainError::TopicNameTaken(_)
         | DomainError::ListNameTaken(_)
         | DomainError::CampaignNameTaken(_) => Status::already_exists(msg),
-        DomainError::SegmentNotFound(_) | DomainError::ContactNotFound(_) | DomainError::TopicNotFound(_) => {
-            Status::not_found(msg)
-        }
+        DomainError::SegmentNotFound(_)
+        | DomainError::ContactNotFound(_)
+        | DomainError::TopicNotFound(_)
+        | DomainError::JobNotFound(_) => Status::not_found(msg),
         DomainError::StaleVersion { .. } => Status::aborted(msg),
         DomainError::NothingToUpdate | DomainError::InvalidValue(_) => Status::invalid_argument(msg),
         DomainError::NotConfirmed(_)
@@ -125,7 +127,8 @@ fn domain(e: DomainError) -> Status {
         | DomainError::TopicsNotAssigned { .. }
         | DomainError::ListTooLarge { .. }
         | DomainError::TooManyBulkValues { .. }
-        | DomainError::NoBulkValues(_) => Status::failed_precondition(msg),
+        | DomainError::NoBulkValues(_)
+        | DomainError::JobEnded { .. } => Status::failed_precondition(msg),
     }
 }
 

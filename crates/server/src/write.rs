@@ -126,6 +126,8 @@ impl Touched {
             | Event::JobProgressed(_)
             | Event::JobCompleted(_)
             | Event::JobAbandoned(_)
+            | Event::JobCancelRequested(_)
+            | Event::JobCancelled(_)
             | Event::ScoreReset(_)
             | Event::ActivityRecorded(_) => {}
         }

@@ -4,9 +4,9 @@
 
 use segmentd_domain::event::{
     Activity, ActivityRecorded, BulkChild, BulkSegmentsCreated, CampaignCreated, Change, ContactCreated,
-    ContactDeleted, ContactUpdated, JobAbandoned, JobCompleted, JobKind, JobMembersListed, JobProgressed, JobStarted,
-    LegacySegmentImported, ListMembersRecorded, ScoreReset, SegmentCloned, SegmentCreated, SegmentDeleted,
-    SegmentSavedAsList, SegmentUpdated, TopicCreated, TopicsAssigned, TopicsUnassigned,
+    ContactDeleted, ContactUpdated, JobAbandoned, JobCancelRequested, JobCancelled, JobCompleted, JobKind,
+    JobMembersListed, JobProgressed, JobStarted, LegacySegmentImported, ListMembersRecorded, ScoreReset, SegmentCloned,
+    SegmentCreated, SegmentDeleted, SegmentSavedAsList, SegmentUpdated, TopicCreated, TopicsAssigned, TopicsUnassigned,
 };
 use segmentd_domain::{AggregateId, Contact, Decimal, Envelope, Event, Timestamp};
 use std::collections::BTreeMap;
@@ -242,5 +242,11 @@ pub(crate) fn samples() -> Vec<Envelope> {
                 ],
             }),
         ),
+        envelope(
+            132,
+            job(),
+            Event::JobCancelRequested(JobCancelRequested { reason: "wrong segment – Kampagne gestoppt".into() }),
+        ),
+        envelope(133, job(), Event::JobCancelled(JobCancelled { next_index: 2, changed: 1, skipped: 1 })),
     ]
 }

@@ -50,6 +50,9 @@ pub(crate) struct Memberships {
 
 struct SegmentSet {
     rows: RoaringBitmap,
+    /// The sequence of the last change to `rows` (see
+    /// [`OrgView::members_changed_at`]).
+    changed_at: Seq,
     /// The conditions whose answer moves with the clock; empty for most.
     relative: Vec<Relative>,
 }
@@ -133,15 +136,19 @@ impl OrgView {
         }
     }
 
-    /// Computes every saved segment's members from the index (at load).
-    pub(crate) fn compute_members(&mut self, at: Timestamp) {
+    /// Computes every saved segment's members from the index (at load,
+    /// with the model at sequence `applied`). When they last changed is not
+    /// known then, so it is taken as `applied`: a preview from before the
+    /// restart is refused rather than trusted.
+    pub(crate) fn compute_members(&mut self, at: Timestamp, applied: Seq) {
         self.redefined.clear();
         self.touched = Touched::default();
         let ids: Vec<u64> = self.criteria.keys().copied().collect();
         for id in ids {
             let criteria = Arc::clone(&self.criteria[&id]);
             let rows = self.matching(&criteria, at);
-            self.memberships.segments.insert(id, SegmentSet { rows, relative: relative_conditions(&criteria) });
+            let set = SegmentSet { rows, changed_at: applied, relative: relative_conditions(&criteria) };
+            self.memberships.segments.insert(id, set);
         }
     }
 
@@ -159,7 +166,14 @@ impl OrgView {
         let (entered, left, cause) = match self.criteria.get(&id).cloned() {
             Some(criteria) => {
                 let now = self.matching(&criteria, at);
-                let set = SegmentSet { rows: now.clone(), relative: relative_conditions(&criteria) };
+                let mut set =
+                    SegmentSet { rows: now.clone(), changed_at: seq, relative: relative_conditions(&criteria) };
+                let old = self.memberships.segments.get(&id);
+                // A new segment's set is new at `seq`; a redefinition that
+                // keeps the same members changes nothing.
+                if let Some(old) = old.filter(|old| old.rows == now) {
+                    set.changed_at = old.changed_at;
+                }
                 let old = self.memberships.segments.insert(id, set).map(|s| s.rows).unwrap_or_default();
                 (&now - &old, &old - &now, Cause::SegmentDefined)
             }
@@ -216,6 +230,8 @@ impl OrgView {
             }
             set.rows -= &left;
             set.rows |= &entered;
+            let last = (&entered | &left).iter().filter_map(|row| contact_of(row).map(|(seq, _)| seq)).max();
+            set.changed_at = set.changed_at.max(last.unwrap_or_default());
             records.extend(record(org, id, Cause::ContactChanged, at, &entered, &left, contact_of));
         }
         records
@@ -256,6 +272,7 @@ impl OrgView {
             }
             set.rows -= &left;
             set.rows |= &entered;
+            set.changed_at = set.changed_at.max(seq);
             let rows = &self.rows;
             let contact_of = |row: u32| Some((seq, Arc::clone(rows[row as usize].as_ref()?)));
             records.extend(record(org, id, Cause::TimePassed, to, &entered, &left, contact_of));
@@ -301,6 +318,16 @@ impl OrgView {
         let set = self.memberships.segments.get(&id)?;
         let row = self.row_of(email)?;
         Some(set.rows.contains(row))
+    }
+
+    /// The sequence of the last change to saved segment `id`'s members:
+    /// the contact event that made one enter or leave, or the definition
+    /// that made or changed the set. A change the clock made (relative
+    /// conditions) carries the sequence applied when it was noticed. After
+    /// a restart, the sequence the model was loaded at. `None` for an
+    /// unknown segment.
+    pub fn members_changed_at(&self, id: u64) -> Option<Seq> {
+        self.memberships.segments.get(&id).map(|s| s.changed_at)
     }
 
     /// The kept member rows of a segment whose members do not move with the clock.

@@ -70,6 +70,7 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
     ("/segments.v1.Commands/MassUpdate", WRITE),
     ("/segments.v1.Commands/DeleteSegmentContacts", WRITE),
     ("/segments.v1.Commands/ResetScores", WRITE),
+    ("/segments.v1.Commands/CancelJob", WRITE),
     ("/segments.v1.Commands/RecordActivity", WRITE),
     ("/segments.v1.Commands/ImportLegacySegment", WRITE),
     ("/segments.v1.Commands/CloneSegment", WRITE),

@@ -2,7 +2,7 @@
 
 use crate::auth::ApiKeys;
 use crate::convert;
-use crate::jobs::Jobs;
+use crate::jobs::{JobAnswer, JobOptions, Jobs};
 use crate::write::{CommandError, CommandMeta, SegmentOutcome, Writer, command_id};
 use segmentd_domain::event::JobKind;
 use segmentd_domain::job::JobRequest;
@@ -42,20 +42,33 @@ impl CommandsService {
         raw_command_id: &str,
         segment: Option<&pb::SegmentRef>,
         job: JobRequest,
+        options: JobOptions,
     ) -> Result<Response<pb::JobReply>, Status> {
         let meta = self.meta(request, raw_command_id)?;
         let lookup = convert::segment_ref("segment", segment)?;
-        let jobs = self.jobs.as_ref().ok_or_else(|| {
+        let answer = self.jobs()?.start(&meta, lookup, job, options).await?;
+        Ok(Response::new(match answer {
+            JobAnswer::Started(started) => pb::JobReply {
+                sequence: started.seq,
+                job: Some(convert::job(&started.job)),
+                duplicate: started.duplicate,
+                dry_run: None,
+            },
+            JobAnswer::DryRun(report) => pb::JobReply {
+                sequence: report.position,
+                job: None,
+                duplicate: false,
+                dry_run: Some(convert::dry_run(&report)),
+            },
+        }))
+    }
+
+    fn jobs(&self) -> Result<&Arc<Jobs>, Status> {
+        self.jobs.as_ref().ok_or_else(|| {
             Status::failed_precondition(
                 "jobs run on nodes with a read model (segmentd serve); this node runs only the commands role",
             )
-        })?;
-        let started = jobs.start(&meta, lookup, job).await?;
-        Ok(Response::new(pb::JobReply {
-            sequence: started.seq,
-            job: Some(convert::job(&started.job)),
-            duplicate: started.duplicate,
-        }))
+        })
     }
 
     /// Gives the service the node's read model, waited on at most `max_wait`.
@@ -240,7 +253,8 @@ impl Commands for CommandsService {
             kind: JobKind::MassUpdate { field: req.field.trim().to_owned(), value: req.value.clone() },
             confirmed: true,
         };
-        self.start_job(&request, &req.command_id, req.segment.as_ref(), job).await
+        let options = JobOptions { dry_run: req.dry_run, expected_position: req.expected_position };
+        self.start_job(&request, &req.command_id, req.segment.as_ref(), job, options).await
     }
 
     async fn delete_segment_contacts(
@@ -249,14 +263,27 @@ impl Commands for CommandsService {
     ) -> Result<Response<pb::JobReply>, Status> {
         let req = request.get_ref();
         let job = JobRequest { kind: JobKind::DeleteContacts, confirmed: req.confirm };
-        self.start_job(&request, &req.command_id, req.segment.as_ref(), job).await
+        let options = JobOptions { dry_run: req.dry_run, expected_position: req.expected_position };
+        self.start_job(&request, &req.command_id, req.segment.as_ref(), job, options).await
     }
 
     async fn reset_scores(&self, request: Request<pb::ResetScoresRequest>) -> Result<Response<pb::JobReply>, Status> {
         let req = request.get_ref();
         let job =
             JobRequest { kind: JobKind::ResetScores { reason: req.reason.trim().to_owned() }, confirmed: req.agree };
-        self.start_job(&request, &req.command_id, req.segment.as_ref(), job).await
+        let options = JobOptions { dry_run: req.dry_run, expected_position: req.expected_position };
+        self.start_job(&request, &req.command_id, req.segment.as_ref(), job, options).await
+    }
+
+    async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> Result<Response<pb::JobReply>, Status> {
+        let meta = self.meta(&request, &request.get_ref().command_id)?;
+        let req = request.into_inner();
+        let job_id = req.job_id.trim();
+        if job_id.is_empty() {
+            return Err(Status::invalid_argument("job_id: name the job to cancel (the command id that started it)"));
+        }
+        let (sequence, job) = self.jobs()?.cancel(&meta, job_id, req.reason.trim()).await?;
+        Ok(Response::new(pb::JobReply { sequence, job: Some(convert::job(&job)), duplicate: false, dry_run: None }))
     }
 
     async fn record_activity(
