@@ -155,7 +155,7 @@ impl Jobs {
     fn report(&self, org: &str, job_id: &str, state: &JobState) {
         let (Some(progress), Some(started)) = (&self.progress, &state.started) else { return };
         let kind = crate::event_json::job_kind_name(&started.kind);
-        if state.completed || state.abandoned.is_some() {
+        if state.ended() {
             progress.ended(org, job_id, kind);
         } else {
             progress.set(org, job_id, kind, state.next_index, started.member_count);
