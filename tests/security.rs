@@ -552,6 +552,25 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
             let values: Vec<(String, u64)> = values.into_iter().map(|v| (v.value, v.count)).collect();
             assert_eq!(values, [(me.city.to_owned(), 2)], "{path}");
         }
+        "ListSegmentVersions" => {
+            let req = pb::ListSegmentVersionsRequest { segment: by_name("de"), min_sequence: seq };
+            let versions = q.list_segment_versions(with_key(key, req)).await.unwrap().into_inner().versions;
+            assert!(
+                !versions.is_empty() && versions.iter().all(|v| v.actor.starts_with(me.org)),
+                "{path}: {versions:?}"
+            );
+            let req = pb::ListSegmentVersionsRequest { segment: by_name(other.own_segment), min_sequence: seq };
+            let e = q.list_segment_versions(with_key(key, req)).await.unwrap_err();
+            assert_eq!(e.code(), Code::NotFound, "{path}");
+        }
+        "DiffSegmentVersions" => {
+            let diff =
+                |segment| pb::DiffSegmentVersionsRequest { segment, from_version: 1, to_version: 0, min_sequence: seq };
+            let d = q.diff_segment_versions(with_key(key, diff(by_name("de")))).await.unwrap().into_inner();
+            assert!(d.to.unwrap().actor.starts_with(me.org), "{path}");
+            let e = q.diff_segment_versions(with_key(key, diff(by_name(other.own_segment)))).await.unwrap_err();
+            assert_eq!(e.code(), Code::NotFound, "{path}");
+        }
         _ => panic!(
             "{path} reads data but has no organisation-isolation check: add an arm for it in \
              tests/security.rs check_isolation"

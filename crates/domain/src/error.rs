@@ -45,6 +45,9 @@ pub enum DomainError {
     TooManyBulkValues { field: String, count: usize, limit: usize },
     #[error("no contact has a value for field {0}; a bulk segment needs at least one value")]
     NoBulkValues(String),
+    /// A rollback that would change nothing; the message says why.
+    #[error("{0}")]
+    NothingToRollBack(String),
     #[error("job {0:?} does not exist")]
     JobNotFound(String),
     /// The job has already ended; `how` says how (completed, abandoned,

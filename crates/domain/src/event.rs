@@ -135,6 +135,7 @@ pub enum Event {
     BulkSegmentsCreated(BulkSegmentsCreated),
     JobCancelRequested(JobCancelRequested),
     JobCancelled(JobCancelled),
+    SegmentRolledBack(SegmentRolledBack),
 }
 
 impl Event {
@@ -165,6 +166,7 @@ impl Event {
             Event::BulkSegmentsCreated(_) => "BulkSegmentsCreated",
             Event::JobCancelRequested(_) => "JobCancelRequested",
             Event::JobCancelled(_) => "JobCancelled",
+            Event::SegmentRolledBack(_) => "SegmentRolledBack",
         }
     }
 }
@@ -211,6 +213,19 @@ pub struct Change {
 pub struct SegmentUpdated {
     pub segment_id: u64,
     pub version: u64,
+    pub name: Option<Change>,
+    pub criteria: Option<Change>,
+}
+
+/// A segment was given back the name and criteria of its earlier version
+/// `to_version` (RollbackSegment); `version` is its new version, and the
+/// changes say from what to what, like [`SegmentUpdated`] (`None`: that
+/// part was already so).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRolledBack {
+    pub segment_id: u64,
+    pub version: u64,
+    pub to_version: u64,
     pub name: Option<Change>,
     pub criteria: Option<Change>,
 }

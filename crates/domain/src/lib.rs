@@ -17,6 +17,7 @@ pub mod event;
 pub mod job;
 pub mod segment;
 pub mod time;
+pub mod versions;
 
 pub use contact::{Contact, Email, Field, FieldKind, FieldValue};
 pub use criteria::Criteria;

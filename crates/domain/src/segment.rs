@@ -18,6 +18,7 @@ use crate::event::{
     TopicsUnassigned,
 };
 use crate::time::Timestamp;
+use crate::versions::{VersionHistory, decide_rollback};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
@@ -108,6 +109,8 @@ pub struct SegmentCatalog {
     /// Ids are never reused, even after a delete; the highest id ever given.
     pub last_id: u64,
     pub extras: CatalogExtras,
+    /// Every version of each live segment's name and criteria.
+    pub versions: VersionHistory,
 }
 
 impl SegmentCatalog {
@@ -118,7 +121,31 @@ impl SegmentCatalog {
 
     fn add(&mut self, def: SegmentDef) {
         self.last_id = self.last_id.max(def.id);
+        self.versions.record(&def, None);
         self.segments.insert(def.id, def);
+    }
+
+    /// A new version of segment `id`: its name and criteria as the changes
+    /// say (`None`: unchanged).
+    fn change(
+        &mut self,
+        id: u64,
+        version: u64,
+        changes: [Option<&Change>; 2],
+        time: Timestamp,
+        rolled_back_to: Option<u64>,
+    ) {
+        let Some(s) = self.segments.get_mut(&id) else { return };
+        let [name, criteria] = changes;
+        if let Some(c) = name {
+            s.name = c.to.clone();
+        }
+        if let Some(c) = criteria {
+            s.criteria = c.to.clone();
+        }
+        s.version = version;
+        s.updated_at = time;
+        self.versions.record(s, rolled_back_to);
     }
 
     /// Folds one catalogue event in; events of other aggregates are ignored.
@@ -137,19 +164,15 @@ impl SegmentCatalog {
                 self.add(def);
             }
             Event::SegmentUpdated(e) => {
-                if let Some(s) = self.segments.get_mut(&e.segment_id) {
-                    if let Some(c) = &e.name {
-                        s.name = c.to.clone();
-                    }
-                    if let Some(c) = &e.criteria {
-                        s.criteria = c.to.clone();
-                    }
-                    s.version = e.version;
-                    s.updated_at = time;
-                }
+                self.change(e.segment_id, e.version, [e.name.as_ref(), e.criteria.as_ref()], time, None);
+            }
+            Event::SegmentRolledBack(e) => {
+                let changes = [e.name.as_ref(), e.criteria.as_ref()];
+                self.change(e.segment_id, e.version, changes, time, Some(e.to_version));
             }
             Event::SegmentDeleted(e) => {
                 self.segments.remove(&e.segment_id);
+                self.versions.forget(e.segment_id);
             }
             Event::TopicCreated(e) => {
                 x.last_topic_id = x.last_topic_id.max(e.topic_id);
@@ -255,6 +278,13 @@ pub enum SegmentCommand {
         id: u64,
         expected_version: Option<u64>,
     },
+    /// Gives the segment the name and criteria of its version `to_version`
+    /// again, as a new version.
+    Rollback {
+        id: u64,
+        to_version: u64,
+        expected_version: Option<u64>,
+    },
     /// A list-level segment from before org-level segments, tied to its list.
     ImportLegacy {
         name: SegmentName,
@@ -341,6 +371,10 @@ pub fn decide_segments(catalog: &SegmentCatalog, command: SegmentCommand) -> Res
         SegmentCommand::Delete { id, expected_version } => {
             let current = editable(catalog, id, expected_version, "deleted")?;
             Ok(vec![Event::SegmentDeleted(SegmentDeleted { segment_id: id, name: current.name.clone() })])
+        }
+        SegmentCommand::Rollback { id, to_version, expected_version } => {
+            let current = editable(catalog, id, expected_version, "rolled back")?;
+            decide_rollback(current, &catalog.versions, to_version, |name| catalog.by_name(name).map(|s| s.id))
         }
         SegmentCommand::ImportLegacy { name, criteria, list_name } => {
             catalog.name_free(name.as_str())?;

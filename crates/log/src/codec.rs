@@ -52,6 +52,7 @@ pub const SEGMENT_SAVED_AS_LIST: u16 = 18;
 pub const LIST_MEMBERS_RECORDED: u16 = 19;
 pub const CAMPAIGN_CREATED: u16 = 30;
 pub const BULK_SEGMENTS_CREATED: u16 = 31;
+pub const SEGMENT_ROLLED_BACK: u16 = 20;
 pub const JOB_CANCEL_REQUESTED: u16 = 57;
 pub const JOB_CANCELLED: u16 = 58;
 
@@ -86,6 +87,7 @@ pub const EVENT_TYPES: &[(u16, &str)] = &[
     (BULK_SEGMENTS_CREATED, "BulkSegmentsCreated"),
     (JOB_CANCEL_REQUESTED, "JobCancelRequested"),
     (JOB_CANCELLED, "JobCancelled"),
+    (SEGMENT_ROLLED_BACK, "SegmentRolledBack"),
 ];
 
 /// The envelope's metadata as stored. Frozen: see the module doc.
@@ -153,6 +155,7 @@ pub fn event_type_code(event: &Event) -> u16 {
         Event::BulkSegmentsCreated(_) => BULK_SEGMENTS_CREATED,
         Event::JobCancelRequested(_) => JOB_CANCEL_REQUESTED,
         Event::JobCancelled(_) => JOB_CANCELLED,
+        Event::SegmentRolledBack(_) => SEGMENT_ROLLED_BACK,
     }
 }
 
@@ -201,6 +204,7 @@ pub fn encode_into(env: &Envelope, mut out: Vec<u8>) -> Vec<u8> {
         Event::BulkSegmentsCreated(p) => append(p, out),
         Event::JobCancelRequested(p) => append(p, out),
         Event::JobCancelled(p) => append(p, out),
+        Event::SegmentRolledBack(p) => append(p, out),
     }
 }
 
@@ -285,6 +289,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, CodecError> {
             Event::JobCancelRequested(payload_of("JobCancelRequested", schema, payload)?)
         }
         (JOB_CANCELLED, SCHEMA_V1) => Event::JobCancelled(payload_of("JobCancelled", schema, payload)?),
+        (SEGMENT_ROLLED_BACK, SCHEMA_V1) => Event::SegmentRolledBack(payload_of("SegmentRolledBack", schema, payload)?),
         _ => return Err(CodecError::UnknownType { code, schema }),
     };
     Ok(Envelope {

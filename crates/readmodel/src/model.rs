@@ -13,7 +13,8 @@ use segmentd_domain::contact::{FieldKind, FieldValue};
 use segmentd_domain::criteria::Criteria;
 use segmentd_domain::segment::{SegmentCatalog, SegmentDef};
 use segmentd_domain::time::Timestamp;
-use segmentd_domain::{AggregateKind, Contact, Event, Field};
+use segmentd_domain::versions::SegmentVersion;
+use segmentd_domain::{AggregateKind, Contact, Envelope, Event, Field};
 use segmentd_log::{Recorded, Seq};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -65,6 +66,19 @@ pub struct OrgView {
     pub(crate) touched: Touched,
     /// Segments whose criteria were set or removed since then.
     pub(crate) redefined: Vec<u64>,
+    /// Who made each version of a live segment, by (segment, version).
+    version_meta: HashMap<(u64, u64), VersionMeta>,
+}
+
+/// The recording of one segment version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionMeta {
+    pub seq: Seq,
+    /// The envelope's actor: the API key that sent the command.
+    pub actor: String,
+    /// The event that made the version (SegmentCreated, SegmentUpdated,
+    /// SegmentRolledBack, SegmentCloned, …).
+    pub event_type: &'static str,
 }
 
 /// Rows evaluated at once for a member page, at first; the window doubles
@@ -110,6 +124,12 @@ impl OrgView {
 
     pub fn segments(&self) -> impl Iterator<Item = &SegmentDef> {
         self.catalog.segments.values()
+    }
+
+    /// Every version of live segment `id`, oldest first, with who made it.
+    pub fn segment_versions(&self, id: u64) -> Vec<(&SegmentVersion, Option<&VersionMeta>)> {
+        let versions = self.catalog.versions.of(id);
+        versions.iter().map(|v| (v, self.version_meta.get(&(id, v.version)))).collect()
     }
 
     /// The whole catalogue: segments, topics, lists, campaigns, bulks.
@@ -451,6 +471,7 @@ impl ReadModel {
                 records.extend(org.refresh_members(org_id, at));
             }
             apply_event(org, org_id, &env.event, env.time, &mut writes);
+            note_versions(org, env, rec.seq);
             if org.touched.stamp(rec.seq) && !pending.iter().any(|o| o == org_id) {
                 pending.push(org_id.to_owned());
             }
@@ -560,6 +581,7 @@ fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, 
         // The catalogue's events; the caller stores them as they are.
         Event::SegmentCreated(_)
         | Event::SegmentUpdated(_)
+        | Event::SegmentRolledBack(_)
         | Event::SegmentDeleted(_)
         | Event::LegacySegmentImported(_)
         | Event::SegmentCloned(_)
@@ -583,6 +605,7 @@ fn is_catalog_event(event: &Event) -> bool {
     match event {
         Event::SegmentCreated(_)
         | Event::SegmentUpdated(_)
+        | Event::SegmentRolledBack(_)
         | Event::SegmentDeleted(_)
         | Event::LegacySegmentImported(_)
         | Event::SegmentCloned(_)
@@ -608,11 +631,24 @@ fn is_catalog_event(event: &Event) -> bool {
     }
 }
 
+/// Who made the versions a catalogue event made, and at which sequence.
+fn note_versions(org: &mut OrgView, env: &Envelope, seq: Seq) {
+    for id in criteria_changed(&env.event) {
+        let Some(def) = org.catalog.segments.get(&id) else {
+            org.version_meta.retain(|(segment, _), _| *segment != id);
+            continue;
+        };
+        let meta = VersionMeta { seq, actor: env.actor.clone(), event_type: env.event.type_name() };
+        org.version_meta.insert((id, def.version), meta);
+    }
+}
+
 /// The segments whose criteria an event defines, changes or removes.
 fn criteria_changed(event: &Event) -> Vec<u64> {
     match event {
         Event::SegmentCreated(e) => vec![e.segment_id],
         Event::SegmentUpdated(e) => vec![e.segment_id],
+        Event::SegmentRolledBack(e) => vec![e.segment_id],
         Event::SegmentDeleted(e) => vec![e.segment_id],
         Event::LegacySegmentImported(e) => vec![e.segment_id],
         Event::SegmentCloned(e) => vec![e.segment_id],
@@ -688,11 +724,12 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
                     view.rows.resize(next as usize, None);
                 }
             }
-            Some(Key::Event { org }) => {
+            Some(Key::Event { org, seq }) => {
                 let env = segmentd_log::codec::decode(&v).map_err(|e| corrupt(&k, e.to_string()))?;
                 let view = state.orgs.entry(org.to_owned()).or_default();
                 let mut unused = Writes(None);
                 apply_event(view, org, &env.event, env.time, &mut unused);
+                note_versions(view, &env, seq);
             }
             Some(Key::Job { org }) => {
                 let job: JobView = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e.to_string()))?;

@@ -69,7 +69,7 @@ pub(crate) enum Key<'a> {
     NextRow { org: &'a str },
     Job { org: &'a str },
     Reset { org: &'a str, job: &'a str },
-    Event { org: &'a str },
+    Event { org: &'a str, seq: u64 },
     Meta,
 }
 
@@ -90,7 +90,7 @@ pub(crate) fn parse_key(k: &[u8]) -> Option<Key<'_>> {
             let nul = tail.iter().position(|b| *b == 0)?;
             Key::Reset { org, job: std::str::from_utf8(&tail[..nul]).ok()? }
         }
-        EVENT => Key::Event { org },
+        EVENT => Key::Event { org, seq: u64::from_be_bytes(tail.try_into().ok()?) },
         _ => return None,
     })
 }

@@ -189,6 +189,9 @@ rpcs! {
     commands.delete_segment_contacts(pb::DeleteSegmentContactsRequest) -> pb::JobReply;
     commands.reset_scores(pb::ResetScoresRequest) -> pb::JobReply;
     commands.cancel_job(pb::CancelJobRequest) -> pb::JobReply;
+    commands.rollback_segment(pb::RollbackSegmentRequest) -> pb::SegmentReply;
+    queries.list_segment_versions(pb::ListSegmentVersionsRequest) -> pb::ListSegmentVersionsReply;
+    queries.diff_segment_versions(pb::DiffSegmentVersionsRequest) -> pb::SegmentVersionDiff;
     commands.record_activity(pb::RecordActivityRequest) -> pb::RecordActivityReply;
     queries.get_job(pb::GetJobRequest) -> pb::Job;
     queries.list_score_resets(pb::ListScoreResetsRequest) -> pb::ListScoreResetsReply;

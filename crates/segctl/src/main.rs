@@ -15,6 +15,7 @@ mod import;
 mod jobs;
 mod ops;
 mod output;
+mod versions;
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use client::{Api, command_id, with_segment};
@@ -332,6 +333,8 @@ enum SegmentsCommand {
     },
     #[command(flatten)]
     Ops(ops::SegmentOps),
+    #[command(flatten)]
+    Versions(versions::VersionOps),
     /// List a segment's members, one per line (text: tab-separated; json: JSON lines).
     Members {
         #[arg(value_name = "NAME|ID")]
@@ -596,6 +599,7 @@ async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::R
             jobs::start(api, out, &segment, job.job_id.clone(), what, job.run()).await?;
         }
         SegmentsCommand::Ops(op) => ops::segment_op(api, out, op).await?,
+        SegmentsCommand::Versions(op) => versions::version_op(api, out, op).await?,
         SegmentsCommand::Members { segment, limit, page_size, fields, read, past } => {
             let page_size = page_size.unwrap_or(default_page_size(limit));
             members(api, out, &segment, (limit, page_size), &fields, read, past.as_of()).await?;
@@ -737,6 +741,11 @@ mod tests {
             parse(&["segments", "reset-scores", "g", "--reason", "r", "--agree", "--expected-position", "9"]).is_ok()
         );
         assert!(parse(&["jobs", "cancel", "reset-q2", "--reason", "wrong segment"]).is_ok());
+        assert!(parse(&["segments", "versions", "germany"]).is_ok());
+        assert!(parse(&["segments", "diff", "germany", "1"]).is_ok());
+        assert!(parse(&["segments", "diff", "germany", "1", "3"]).is_ok());
+        assert!(parse(&["segments", "rollback", "germany", "--to-version", "0"]).is_err());
+        assert!(parse(&["segments", "rollback", "germany", "--to-version", "2", "--expected-version", "4"]).is_ok());
         assert!(
             parse(&["contacts", "activity", "a@x.com", "--kind", "purchase"]).is_err(),
             "a purchase needs an amount"

@@ -250,8 +250,11 @@ fn summary(e: &pb::RecordedEvent, fields: &mut BTreeMap<String, String>) -> Stri
             "deleted".to_owned()
         }
         "SegmentCreated" => format!("created {} with criteria: {}", quoted(&data["name"]), text_of(&data["criteria"])),
-        "SegmentUpdated" => {
+        "SegmentUpdated" | "SegmentRolledBack" => {
             let mut parts = vec![format!("version {}", text_of(&data["version"]))];
+            if data["to_version"].is_number() {
+                parts.push(format!("rolled back to version {}", text_of(&data["to_version"])));
+            }
             if data["name"].is_object() {
                 parts.push(format!("name {} → {}", quoted(&data["name"]["from"]), quoted(&data["name"]["to"])));
             }

@@ -232,3 +232,49 @@ async fn the_readme_dry_run_and_cancel_section_works() {
     assert_eq!(cancelled["total"].as_u64(), Some(members));
     served.stop().await.unwrap();
 }
+
+/// The README's definition-history section with the binary: versions, a
+/// diff, a rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_history_and_rollback_section_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    let served = segmentd_server::serve(config).await.unwrap();
+    let server = format!("http://{}", served.addr);
+    tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| stdout(&segctl(&server, args));
+        run(&["segments", "create", "de-young", "--criteria", r#"country = "DE" and age < 30"#]);
+        let updated = run(&[
+            "--output",
+            "json",
+            "segments",
+            "update",
+            "de-young",
+            "--name",
+            "dach-young",
+            "--criteria",
+            r#"country in ("DE","AT","CH") and age < 30"#,
+        ]);
+        assert!(updated.contains("dach-young"), "{updated}");
+        let versions = run(&["segments", "versions", "dach-young"]);
+        let lines: Vec<&str> = versions.lines().collect();
+        assert_eq!(lines.len(), 2, "{versions}");
+        assert!(lines[0].starts_with("v1\t") && lines[0].contains("SegmentCreated"), "{versions}");
+        let diff = run(&["segments", "diff", "dach-young", "1"]);
+        assert!(
+            diff.contains("- \"de-young\"\n+ \"dach-young\"")
+                && diff.contains("conditions:\n- country = \"DE\"\n+ country in (\"DE\", \"AT\", \"CH\")\n"),
+            "{diff}"
+        );
+        let rolled = run(&["segments", "rollback", "dach-young", "--to-version", "1", "--expected-version", "2"]);
+        assert!(rolled.contains("de-young"), "{rolled}");
+        let again = segctl(&server, &["segments", "rollback", "de-young", "--to-version", "3"]);
+        assert_eq!(again.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&again.stderr).contains("FAILED_PRECONDITION"));
+        let history = run(&["segments", "history", "de-young"]);
+        assert!(history.contains("SegmentRolledBack") && history.contains("rolled back to version 1"), "{history}");
+    })
+    .await
+    .unwrap();
+    served.stop().await.unwrap();
+}

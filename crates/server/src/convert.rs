@@ -7,9 +7,10 @@ use segmentd_domain::contact_decide::{ContactPatch, FieldInput};
 use segmentd_domain::criteria::{Condition, Operator, Value};
 use segmentd_domain::event::{Activity, JobKind};
 use segmentd_domain::segment::{SegmentCatalog, SegmentDef};
+use segmentd_domain::versions::SegmentVersion;
 use segmentd_domain::{Contact, Criteria, Decimal, Email, Field, Timestamp};
 use segmentd_proto::v1 as pb;
-use segmentd_readmodel::{AffectedContact, Cause, ChangeRecord, JobStatus, JobView, SegmentLookup, Until};
+use segmentd_readmodel::{AffectedContact, Cause, ChangeRecord, JobStatus, JobView, SegmentLookup, Until, VersionMeta};
 use std::sync::Arc;
 
 /// A request field that could not be parsed; the message names it.
@@ -555,6 +556,19 @@ pub fn job(j: &JobView) -> pb::Job {
         cancelled_by: j.cancel.as_ref().map(|c| c.actor.clone()).unwrap_or_default(),
         cancel_requested_at: j.cancel.as_ref().map(|c| c.at.to_string()).unwrap_or_default(),
         cancel_reason: j.cancel.as_ref().map(|c| c.reason.clone()).unwrap_or_default(),
+    }
+}
+
+pub fn segment_version(v: &SegmentVersion, meta: Option<&VersionMeta>) -> pb::SegmentVersion {
+    pb::SegmentVersion {
+        version: v.version,
+        name: v.name.clone(),
+        criteria_text: v.criteria.clone(),
+        actor: meta.map(|m| m.actor.clone()).unwrap_or_default(),
+        time: v.time.to_string(),
+        event_type: meta.map(|m| m.event_type.to_owned()).unwrap_or_default(),
+        sequence: meta.map_or(0, |m| m.seq),
+        rolled_back_to: v.rolled_back_to.unwrap_or_default(),
     }
 }
 

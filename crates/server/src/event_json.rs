@@ -21,7 +21,8 @@ use segmentd_domain::event::{
     Activity, ActivityRecorded, BulkChild, BulkSegmentsCreated, CampaignCreated, Change, ContactCreated,
     ContactDeleted, ContactUpdated, JobAbandoned, JobCancelRequested, JobCancelled, JobCompleted, JobKind,
     JobMembersListed, JobProgressed, JobStarted, LegacySegmentImported, ListMembersRecorded, ScoreReset, SegmentCloned,
-    SegmentCreated, SegmentDeleted, SegmentSavedAsList, SegmentUpdated, TopicCreated, TopicsAssigned, TopicsUnassigned,
+    SegmentCreated, SegmentDeleted, SegmentRolledBack, SegmentSavedAsList, SegmentUpdated, TopicCreated,
+    TopicsAssigned, TopicsUnassigned,
 };
 use segmentd_domain::{Contact, Decimal, Event, Timestamp};
 use segmentd_log::Recorded;
@@ -85,6 +86,13 @@ pub fn data(event: &Event) -> String {
             o.number("version", *version);
             // Always present (null when unchanged) so that every row of a
             // table built from these events has the same columns.
+            o.raw("name", &change(name.as_ref()));
+            o.raw("criteria", &change(criteria.as_ref()));
+        }
+        Event::SegmentRolledBack(SegmentRolledBack { segment_id, version, to_version, name, criteria }) => {
+            o.number("segment_id", *segment_id);
+            o.number("version", *version);
+            o.number("to_version", *to_version);
             o.raw("name", &change(name.as_ref()));
             o.raw("criteria", &change(criteria.as_ref()));
         }

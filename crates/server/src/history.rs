@@ -10,7 +10,9 @@
 //! **Must not depend on** tonic or prost, nor on a log backend: it talks to
 //! the `EventLog` port only.
 
-use segmentd_domain::event::{LegacySegmentImported, SegmentCloned, SegmentCreated, SegmentDeleted, SegmentUpdated};
+use segmentd_domain::event::{
+    LegacySegmentImported, SegmentCloned, SegmentCreated, SegmentDeleted, SegmentRolledBack, SegmentUpdated,
+};
 use segmentd_domain::segment::{SegmentCatalog, SegmentName};
 use segmentd_domain::{AggregateId, AggregateKind, Email, Envelope, Event, Timestamp};
 use segmentd_log::{EventLog, LogError, Recorded, Seq};
@@ -201,7 +203,8 @@ fn resolve_name(events: &[Recorded], name: &str) -> Option<u64> {
             | Event::SegmentCloned(SegmentCloned { segment_id, name, .. })
             | Event::SegmentDeleted(SegmentDeleted { segment_id, name }) => is(name).then_some(*segment_id),
             Event::BulkSegmentsCreated(b) => b.children.iter().find(|c| is(&c.name)).map(|c| c.segment_id),
-            Event::SegmentUpdated(SegmentUpdated { segment_id, name: Some(change), .. }) => {
+            Event::SegmentUpdated(SegmentUpdated { segment_id, name: Some(change), .. })
+            | Event::SegmentRolledBack(SegmentRolledBack { segment_id, name: Some(change), .. }) => {
                 (is(&change.from) || is(&change.to)).then_some(*segment_id)
             }
             _ => None,
@@ -219,6 +222,7 @@ fn concerns_segment(env: &Envelope, id: u64) -> bool {
     match &env.event {
         Event::SegmentCreated(e) => e.segment_id == id,
         Event::SegmentUpdated(e) => e.segment_id == id,
+        Event::SegmentRolledBack(e) => e.segment_id == id,
         Event::SegmentDeleted(e) => e.segment_id == id,
         Event::LegacySegmentImported(e) => e.segment_id == id,
         Event::SegmentCloned(e) => e.segment_id == id || e.source_id == id,

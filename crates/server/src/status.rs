@@ -128,7 +128,8 @@ fn domain(e: DomainError) -> Status {
         | DomainError::ListTooLarge { .. }
         | DomainError::TooManyBulkValues { .. }
         | DomainError::NoBulkValues(_)
-        | DomainError::JobEnded { .. } => Status::failed_precondition(msg),
+        | DomainError::JobEnded { .. }
+        | DomainError::NothingToRollBack(_) => Status::failed_precondition(msg),
     }
 }
 

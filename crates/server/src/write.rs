@@ -108,6 +108,7 @@ impl Touched {
         match event {
             Event::SegmentCreated(e) => self.segment = Some(e.segment_id),
             Event::SegmentUpdated(e) => self.segment = Some(e.segment_id),
+            Event::SegmentRolledBack(e) => self.segment = Some(e.segment_id),
             Event::SegmentDeleted(e) => self.segment = Some(e.segment_id),
             Event::LegacySegmentImported(e) => self.segment = Some(e.segment_id),
             Event::SegmentCloned(e) => self.segment = Some(e.segment_id),

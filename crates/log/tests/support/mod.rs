@@ -6,7 +6,8 @@ use segmentd_domain::event::{
     Activity, ActivityRecorded, BulkChild, BulkSegmentsCreated, CampaignCreated, Change, ContactCreated,
     ContactDeleted, ContactUpdated, JobAbandoned, JobCancelRequested, JobCancelled, JobCompleted, JobKind,
     JobMembersListed, JobProgressed, JobStarted, LegacySegmentImported, ListMembersRecorded, ScoreReset, SegmentCloned,
-    SegmentCreated, SegmentDeleted, SegmentSavedAsList, SegmentUpdated, TopicCreated, TopicsAssigned, TopicsUnassigned,
+    SegmentCreated, SegmentDeleted, SegmentRolledBack, SegmentSavedAsList, SegmentUpdated, TopicCreated,
+    TopicsAssigned, TopicsUnassigned,
 };
 use segmentd_domain::{AggregateId, Contact, Decimal, Envelope, Event, Timestamp};
 use std::collections::BTreeMap;
@@ -248,5 +249,16 @@ pub(crate) fn samples() -> Vec<Envelope> {
             Event::JobCancelRequested(JobCancelRequested { reason: "wrong segment – Kampagne gestoppt".into() }),
         ),
         envelope(133, job(), Event::JobCancelled(JobCancelled { next_index: 2, changed: 1, skipped: 1 })),
+        envelope(
+            134,
+            catalog(),
+            Event::SegmentRolledBack(SegmentRolledBack {
+                segment_id: 42,
+                version: 4,
+                to_version: 1,
+                name: Some(Change { from: "Junge Kunden (DE/FR/AT)".into(), to: "Young high scorers (DE/FR)".into() }),
+                criteria: Some(Change { from: CRITERIA_2.into(), to: CRITERIA.into() }),
+            }),
+        ),
     ]
 }

@@ -235,6 +235,25 @@ impl Commands for CommandsService {
         Ok(segment_reply(&out))
     }
 
+    async fn rollback_segment(
+        &self,
+        request: Request<pb::RollbackSegmentRequest>,
+    ) -> Result<Response<pb::SegmentReply>, Status> {
+        let meta = self.meta(&request, &request.get_ref().command_id)?;
+        let req = request.into_inner();
+        let id = self.segment_id(&meta.caller.org, req.segment.as_ref()).await?;
+        if req.to_version == 0 {
+            return Err(Status::invalid_argument("to_version: give the version to roll back to (1 or more)"));
+        }
+        let command = SegmentCommand::Rollback {
+            id,
+            to_version: req.to_version,
+            expected_version: expected(req.expected_version),
+        };
+        let out = self.writer.segments(&meta, command).await?;
+        Ok(segment_reply(&out))
+    }
+
     async fn delete_segment(
         &self,
         request: Request<pb::DeleteSegmentRequest>,

@@ -603,6 +603,57 @@ impl Queries for QueriesService {
         })
     }
 
+    async fn list_segment_versions(
+        &self,
+        request: Request<pb::ListSegmentVersionsRequest>,
+    ) -> Result<Response<pb::ListSegmentVersionsReply>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let lookup = convert::segment_ref("segment", request.get_ref().segment.as_ref())?;
+        self.model.read(&org, |view, sequence| {
+            let def = view.segment(lookup.clone()).ok_or_else(|| not_found(&lookup))?;
+            let versions =
+                view.segment_versions(def.id).into_iter().map(|(v, meta)| convert::segment_version(v, meta)).collect();
+            Ok(Response::new(pb::ListSegmentVersionsReply { segment_id: def.id, versions, sequence }))
+        })
+    }
+
+    async fn diff_segment_versions(
+        &self,
+        request: Request<pb::DiffSegmentVersionsRequest>,
+    ) -> Result<Response<pb::SegmentVersionDiff>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let req = request.get_ref();
+        let lookup = convert::segment_ref("segment", req.segment.as_ref())?;
+        if req.from_version == 0 {
+            return Err(Status::invalid_argument("from_version: give the earlier version (1 or more)"));
+        }
+        self.model.read(&org, |view, sequence| {
+            let def = view.segment(lookup.clone()).ok_or_else(|| not_found(&lookup))?;
+            let versions = view.segment_versions(def.id);
+            let find = |field: &str, version: u64| {
+                versions.iter().find(|(v, _)| v.version == version).copied().ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "{field}: segment {} has versions 1 to {}; {version} is not one of them",
+                        def.id, def.version
+                    ))
+                })
+            };
+            let from = find("from_version", req.from_version)?;
+            let to = find("to_version", if req.to_version == 0 { def.version } else { req.to_version })?;
+            let diff = segmentd_domain::versions::diff_versions(from.0, to.0);
+            Ok(Response::new(pb::SegmentVersionDiff {
+                from: Some(convert::segment_version(from.0, from.1)),
+                to: Some(convert::segment_version(to.0, to.1)),
+                name_changed: diff.name.is_some(),
+                criteria_changed: diff.criteria.is_some(),
+                removed_conditions: diff.removed,
+                added_conditions: diff.added,
+                regrouped: diff.regrouped,
+                sequence,
+            }))
+        })
+    }
+
     async fn preview_bulk_segments(
         &self,
         request: Request<pb::PreviewBulkSegmentsRequest>,
