@@ -547,7 +547,7 @@ fn known_topics(catalog: &SegmentCatalog, ids: Vec<u64>) -> Result<Vec<u64>, Dom
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn criteria(text: &str) -> Criteria {
@@ -558,8 +558,8 @@ mod tests {
         SegmentName::parse(n).unwrap()
     }
 
-    /// Given these commands already happened (each must succeed).
-    fn given(commands: Vec<SegmentCommand>) -> SegmentCatalog {
+    /// Given these commands already happened (each must succeed), at times 0, 1, ….
+    pub(crate) fn given(commands: Vec<SegmentCommand>) -> SegmentCatalog {
         let mut catalog = SegmentCatalog::default();
         for (i, c) in commands.into_iter().enumerate() {
             for e in decide_segments(&catalog, c).unwrap() {
@@ -569,7 +569,7 @@ mod tests {
         catalog
     }
 
-    fn create(n: &str, c: &str) -> SegmentCommand {
+    pub(crate) fn create(n: &str, c: &str) -> SegmentCommand {
         SegmentCommand::Create { name: name(n), criteria: criteria(c) }
     }
 

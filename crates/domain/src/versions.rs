@@ -174,7 +174,8 @@ fn without(a: &[String], b: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::{SegmentCatalog, SegmentCommand, SegmentName, decide_segments};
+    use crate::segment::tests::{create, given};
+    use crate::segment::{SegmentCommand, SegmentName, decide_segments};
 
     fn version(v: u64, name: &str, criteria: &str) -> SegmentVersion {
         SegmentVersion {
@@ -184,21 +185,6 @@ mod tests {
             time: Timestamp(0),
             rolled_back_to: None,
         }
-    }
-
-    /// Given these commands already happened (each must succeed), at times 0, 1, ….
-    fn given(commands: Vec<SegmentCommand>) -> SegmentCatalog {
-        let mut catalog = SegmentCatalog::default();
-        for (i, c) in commands.into_iter().enumerate() {
-            for e in decide_segments(&catalog, c).unwrap() {
-                catalog.apply(&e, Timestamp(i as i64));
-            }
-        }
-        catalog
-    }
-
-    fn create(name: &str, criteria: &str) -> SegmentCommand {
-        SegmentCommand::Create { name: SegmentName::parse(name).unwrap(), criteria: Criteria::parse(criteria).unwrap() }
     }
 
     fn update(id: u64, name: Option<&str>, criteria: Option<&str>) -> SegmentCommand {
