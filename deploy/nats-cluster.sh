@@ -12,6 +12,10 @@
 # ./nats-cluster-data. --sync-always (nats-server 2.10+) runs copies of the
 # configs with sync-always.inc in place of sync.inc. The server binary is
 # $NATS_SERVER_BIN, else nats-server on PATH, else /usr/sbin/nats-server.
+# Other ports (so that several clusters can run at once, as the fault tests
+# do): NATS_CLUSTER_PORTS="C1,C2,C3 R1,R2,R3 M1,M2,M3" (client, route and
+# monitoring port of each node) at start runs copies of the configs with
+# those ports; later commands on the same $NATS_CLUSTER_DIR find them.
 #
 # Then, for example:
 #   segmentd serve --nats-url nats://127.0.0.1:14221,nats://127.0.0.1:14222,nats://127.0.0.1:14223 --nats-replicas 3
@@ -32,9 +36,20 @@ running() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
 
+# The monitoring port of node $1: as started (see NATS_CLUSTER_PORTS).
+http_port() {
+  local ports
+  if ports="$(cat "$state/ports" 2>/dev/null)"; then
+    echo "$ports" | awk -v i="$1" '{ split($3, m, ","); print m[i] }'
+  else
+    echo "1822$1"
+  fi
+}
+
 # JetStream-aware health: 200 once the node is up and its JetStream is current.
 healthy() {
-  local port="1822$1"
+  local port
+  port="$(http_port "$1")"
   if command -v curl >/dev/null 2>&1; then
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1
   else
@@ -46,6 +61,12 @@ healthy() {
     exec 3>&-
     [[ "$status" == *" 200 "* ]]
   fi
+}
+
+client_urls() {
+  local ports
+  ports="$(cat "$state/ports" 2>/dev/null || echo "14221,14222,14223")"
+  echo "$ports" | awk '{ n = split($1, c, ","); for (i = 1; i <= n; i++) printf "%snats://127.0.0.1:%s", (i > 1 ? "," : ""), c[i]; print "" }'
 }
 
 config_dir() { cat "$state/config-dir" 2>/dev/null || echo "$here/nats"; }
@@ -80,17 +101,28 @@ shift || true
 case "$cmd" in
   start)
     mkdir -p "$state"
-    if [ "${1:-}" = "--sync-always" ]; then
+    rm -f "$state/config-dir" "$state/ports"
+    if [ "${1:-}" = "--sync-always" ] || [ -n "${NATS_CLUSTER_PORTS:-}" ]; then
       mkdir -p "$state/conf"
-      cp "$here"/nats/local-*.conf "$state/conf/"
-      cp "$here/nats/sync-always.inc" "$state/conf/sync.inc"
+      cp "$here"/nats/local-*.conf "$here/nats/sync.inc" "$state/conf/"
+      if [ "${1:-}" = "--sync-always" ]; then cp "$here/nats/sync-always.inc" "$state/conf/sync.inc"; fi
+      if [ -n "${NATS_CLUSTER_PORTS:-}" ]; then
+        read -r clients routes monitors <<<"$NATS_CLUSTER_PORTS"
+        IFS=, read -r c1 c2 c3 <<<"$clients"
+        IFS=, read -r r1 r2 r3 <<<"$routes"
+        IFS=, read -r m1 m2 m3 <<<"$monitors"
+        for p in "$c1" "$c2" "$c3" "$r1" "$r2" "$r3" "$m1" "$m2" "$m3"; do
+          [[ "$p" =~ ^[0-9]+$ ]] || die "NATS_CLUSTER_PORTS must be \"C1,C2,C3 R1,R2,R3 M1,M2,M3\", not \"$NATS_CLUSTER_PORTS\""
+        done
+        sed -i "s/:14221\b/:$c1/; s/:14222\b/:$c2/; s/:14223\b/:$c3/; s/:16221\b/:$r1/g; s/:16222\b/:$r2/g;
+                s/:16223\b/:$r3/g; s/:18221\b/:$m1/; s/:18222\b/:$m2/; s/:18223\b/:$m3/" "$state"/conf/local-*.conf
+        echo "$NATS_CLUSTER_PORTS" > "$state/ports"
+      fi
       echo "$state/conf" > "$state/config-dir"
-    else
-      rm -f "$state/config-dir"
     fi
     for i in 1 2 3; do launch "$i"; done
     wait_healthy 1 2 3
-    echo "nats-cluster: 3 nodes healthy; clients: nats://127.0.0.1:14221,nats://127.0.0.1:14222,nats://127.0.0.1:14223"
+    echo "nats-cluster: 3 nodes healthy; clients: $(client_urls)"
     ;;
   status)
     for i in 1 2 3; do
@@ -132,7 +164,7 @@ case "$cmd" in
     echo "nats-cluster: stopped"
     ;;
   *)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -2,7 +2,8 @@
 //! [`NatsServer`] runs its own process on a free port with its own store
 //! directory, can be stopped and started again on the same port and store
 //! (connection-loss and restart tests), is killed when dropped, and prints
-//! its log when a test fails while it runs.
+//! its log when a test fails while it runs. [`NatsCluster`] is a 3-node
+//! cluster from the deploy/ configs, for fault tests.
 //!
 //! The binary is `$NATS_SERVER_BIN`, else `nats-server` on `PATH`, else
 //! `/usr/sbin/nats-server` (Debian's package). Nothing here sleeps for a
@@ -11,6 +12,10 @@
 //!
 //! **Must not depend on** tonic, prost or sled; test support only, never
 //! compiled into the service.
+
+mod cluster;
+
+pub use cluster::NatsCluster;
 
 use crate::NatsConfig;
 use std::fs::{File, OpenOptions};

@@ -20,149 +20,21 @@
 //! server's. Nothing sleeps to synchronise: each wait is for a condition,
 //! bounded by a timeout.
 
+mod common;
+
+use common::{CALL_PATIENCE, Node, call, spawn_node as spawn};
 use segmentd_log_nats::testkit::NatsServer;
 use segmentd_proto::v1 as pb;
-use segmentd_proto::v1::commands_client::CommandsClient;
-use segmentd_proto::v1::queries_client::QueriesClient;
 use segmentd_proto::v1::replay_client::ReplayClient;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::{Barrier, mpsc};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-
-/// How long a process may take to say where it listens.
-const START_PATIENCE: Duration = Duration::from_secs(30);
-/// Longest any single RPC may take before the test calls it hung. The
-/// server bounds its own waits well below this (append 10 s, query 10 s).
-const CALL_PATIENCE: Duration = Duration::from_secs(30);
-
-// ---------- processes ----------
-
-/// One running `segmentd` process, killed when dropped. When the test is
-/// failing, dropping it prints everything the process logged.
-struct Node {
-    name: String,
-    child: Child,
-    channel: Channel,
-    /// Holds the data directory (`data/`) and the process's stderr (`stderr.log`).
-    dir: TempDir,
-}
-
-impl Node {
-    fn stderr_path(&self) -> PathBuf {
-        self.dir.path().join("stderr.log")
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
-    }
-
-    fn commands(&self) -> CommandsClient<Channel> {
-        CommandsClient::new(self.channel.clone())
-    }
-
-    fn queries(&self) -> QueriesClient<Channel> {
-        QueriesClient::new(self.channel.clone())
-    }
-
-    /// Fails the test if the process has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("segmentd {} exited ({status}) while the test still needs it", self.name);
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "---- segmentd {} stderr ({}) ----\n{}---- end of segmentd {} stderr ----",
-                self.name,
-                self.stderr_path().display(),
-                self.stderr(),
-                self.name
-            );
-        }
-    }
-}
-
-/// Starts `segmentd <args> --listen 127.0.0.1:0 --data-dir <fresh dir>`,
-/// waits for its "segmentd listening on ADDR" line and connects to it.
-async fn spawn(name: &str, args: &[&str]) -> Node {
-    let dir = tempfile::Builder::new().prefix(&format!("segmentd-{name}-")).tempdir().expect("a temporary directory");
-    let stderr_path = dir.path().join("stderr.log");
-    let stderr = std::fs::File::create(&stderr_path).expect("the stderr log file");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_segmentd"));
-    command
-        .args(args)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        // Debug for the writer: it logs each expected-sequence conflict.
-        .env("RUST_LOG", "info,segmentd_server::write=debug")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true);
-    // Settings from the environment of whoever runs the tests (API keys,
-    // another stream) must not leak into the processes under test.
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("SEGMENTD_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command.spawn().expect("segmentd starts");
-    let said = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let addr = tokio::time::timeout(START_PATIENCE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = line.strip_prefix("segmentd listening on ") {
-                return Some(addr.to_owned());
-            }
-        }
-        None
-    })
-    .await;
-    let addr = match addr {
-        Ok(Some(addr)) => addr,
-        Ok(None) => {
-            let status = child.wait().await;
-            panic!("segmentd {name} ({args:?}) exited before listening ({status:?}); its stderr:\n{}", said())
-        }
-        Err(_) => {
-            panic!("segmentd {name} ({args:?}) did not listen within {START_PATIENCE:?}; its stderr:\n{}", said())
-        }
-    };
-    // Keep draining stdout so that the process never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a valid address")
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to segmentd {name} at {addr}: {e}; its stderr:\n{}", said()));
-    Node { name: name.to_owned(), child, channel, dir }
-}
-
-/// Awaits an RPC, failing the test if it takes longer than [`CALL_PATIENCE`].
-async fn call<T>(what: &str, rpc: impl Future<Output = Result<tonic::Response<T>, Status>>) -> Result<T, Status> {
-    match tokio::time::timeout(CALL_PATIENCE, rpc).await {
-        Ok(result) => result.map(tonic::Response::into_inner),
-        Err(_) => panic!("{what}: no answer within {CALL_PATIENCE:?}"),
-    }
-}
 
 // ---------- requests ----------
 
