@@ -92,6 +92,12 @@ impl NatsConfig {
         }
     }
 
+    /// Each URL of [`NatsConfig::url`]: async-nats parses a string as one
+    /// URL, so a cluster's list is split here.
+    pub fn server_urls(&self) -> Vec<&str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+    }
+
     /// The stream's one subject filter, `<prefix>.>`.
     pub fn all_subjects(&self) -> String {
         format!("{}.>", self.subject_prefix)
@@ -99,7 +105,7 @@ impl NatsConfig {
 
     pub(crate) fn validate(&self) -> Result<(), LogError> {
         let bad = |what: String| Err(LogError::InvalidRequest(format!("NATS log settings: {what}")));
-        if self.url.trim().is_empty() {
+        if self.server_urls().is_empty() {
             return bad("the server URL is empty".into());
         }
         // JetStream names become subject tokens of its API, so the same
@@ -149,8 +155,16 @@ mod tests {
             NatsConfig { subject_prefix: "seg..evt".into(), ..ok.clone() },
             NatsConfig { replicas: 0, ..ok.clone() },
             NatsConfig { duplicate_window: Duration::ZERO, ..ok.clone() },
+            NatsConfig { url: " , ".into(), ..ok.clone() },
         ] {
             assert!(matches!(bad.validate(), Err(LogError::InvalidRequest(_))), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_list_of_urls_is_every_server_of_a_cluster() {
+        let cluster = NatsConfig::new("nats://10.0.0.1:4222, nats://10.0.0.2:4222,nats://10.0.0.3:4222,");
+        assert_eq!(cluster.server_urls(), ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222", "nats://10.0.0.3:4222"]);
+        assert_eq!(NatsConfig::new("nats://one:4222").server_urls(), ["nats://one:4222"]);
     }
 }

@@ -163,7 +163,7 @@ impl NatsLog {
             options = options.require_tls(true);
         }
         let client = options
-            .connect(config.url.as_str())
+            .connect(config.server_urls().as_slice())
             .await
             .map_err(|e| errors::unavailable(&format!("connecting to NATS at {}", config.url), e))?;
         let js = jetstream::ContextBuilder::new()
