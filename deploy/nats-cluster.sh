@@ -76,8 +76,10 @@ launch() {
   conf="$(config_dir)/local-$i.conf"
   running "$i" && die "node $i is already running (pid $(pid_of "$i"))"
   # The configs' store_dir is relative: run in the state directory. setsid
-  # detaches the server from this shell's job control.
-  (cd "$state" && setsid "$bin" -c "$conf" -P "$state/local-$i.pid" >>"$state/local-$i.log" 2>&1 < /dev/null &)
+  # detaches the server from this shell's job control; the redirections are
+  # the whole subshell's, so nothing keeps the caller's stdout open (a
+  # caller reading it to the end would wait forever).
+  (cd "$state" && exec setsid "$bin" -c "$conf" -P "$state/local-$i.pid") >>"$state/local-$i.log" 2>&1 </dev/null &
   local waited=0
   until [ -s "$state/local-$i.pid" ] && running "$i"; do
     sleep 0.1; waited=$((waited + 1))

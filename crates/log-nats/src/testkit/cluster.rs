@@ -105,7 +105,7 @@ impl NatsCluster {
     pub async fn stream_cluster(&self, stream: &str) -> Result<ClusterInfo, String> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(2))
-            .connect(self.urls())
+            .connect(self.urls().split(',').collect::<Vec<_>>())
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let mut js = async_nats::jetstream::new(client);
@@ -127,7 +127,12 @@ impl NatsCluster {
 
     async fn script_ok(&self, args: &[&str]) {
         let out = self.script(args, None).await;
-        assert!(out.status.success(), "nats-cluster.sh {args:?} failed:\n{}\nnode logs:\n{}", describe(&out), self.logs());
+        assert!(
+            out.status.success(),
+            "nats-cluster.sh {args:?} failed:\n{}\nnode logs:\n{}",
+            describe(&out),
+            self.logs()
+        );
     }
 
     async fn script(&self, args: &[&str], ports: Option<&str>) -> Output {
@@ -153,7 +158,11 @@ impl NatsCluster {
 impl Drop for NatsCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- NATS cluster logs ({}) ----\n{}---- end of NATS cluster logs ----", self.variant(), self.logs());
+            eprintln!(
+                "---- NATS cluster logs ({}) ----\n{}---- end of NATS cluster logs ----",
+                self.variant(),
+                self.logs()
+            );
         }
         let out = run(self.command(&["stop"], None));
         if !out.status.success() {

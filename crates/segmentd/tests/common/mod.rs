@@ -131,8 +131,7 @@ pub(crate) async fn spawn_node(name: &str, args: &[&str]) -> Node {
 /// the process: starting again in the same `dir` is a restart.
 pub(crate) async fn spawn_node_in(name: &str, args: &[&str], dir: &Path) -> Node {
     let stderr_path = dir.join("stderr.log");
-    let stderr =
-        std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path).expect("the stderr log file");
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path).expect("the stderr log file");
     let mut command = Command::new(env!("CARGO_BIN_EXE_segmentd"));
     command
         .args(args)
