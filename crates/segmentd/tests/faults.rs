@@ -96,19 +96,28 @@ async fn members(node: &Node, segment: &str, min_sequence: u64) -> Vec<pb::Conta
 }
 
 /// Every contact event in the log: contact → [(event type, command id)].
+/// A replay that fails with UNAVAILABLE (a degraded cluster may time out
+/// creating its consumer) is started again, as a client would.
 async fn contact_events(node: &Node) -> HashMap<String, Vec<(String, String)>> {
-    let request = pb::ReplayEventsRequest { aggregate_type: "contact".into(), ..Default::default() };
-    let mut stream = call("ReplayEvents", ReplayClient::new(node.channel.clone()).replay_events(request))
-        .await
-        .expect("the log replays");
-    let mut events: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    loop {
-        match tokio::time::timeout(CALL_PATIENCE, stream.message()).await.expect("the replay goes on") {
-            Ok(Some(event)) => events.entry(event.aggregate_id).or_default().push((event.r#type, event.command_id)),
-            Ok(None) => return events,
-            Err(e) => panic!("the replay failed: {e:?}"),
+    eventually("the log replays", RECOVERY_PATIENCE, async || {
+        let request = pb::ReplayEventsRequest { aggregate_type: "contact".into(), ..Default::default() };
+        let mut replay = ReplayClient::new(node.channel.clone());
+        let mut stream = match call("ReplayEvents", replay.replay_events(request)).await {
+            Ok(stream) => stream,
+            Err(status) if status.code() == Code::Unavailable => return Err(format!("{status:?}")),
+            Err(status) => panic!("the replay is refused: {status:?}"),
+        };
+        let mut events: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        loop {
+            match tokio::time::timeout(CALL_PATIENCE, stream.message()).await.expect("the replay goes on") {
+                Ok(Some(event)) => events.entry(event.aggregate_id).or_default().push((event.r#type, event.command_id)),
+                Ok(None) => return Ok(Some(events)),
+                Err(status) if status.code() == Code::Unavailable => return Err(format!("{status:?}")),
+                Err(status) => panic!("the replay failed: {status:?}"),
+            }
         }
-    }
+    })
+    .await
 }
 
 // ---------- 1. a NATS node dies ----------
@@ -230,7 +239,10 @@ async fn eventually<T>(what: &str, patience: Duration, mut probe: impl AsyncFnMu
         match probe().await {
             Ok(Some(found)) => return found,
             Ok(None) => last = "not yet".into(),
-            Err(why) => last = why,
+            Err(why) => {
+                eprintln!("{what}: {why}; asking again");
+                last = why;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
