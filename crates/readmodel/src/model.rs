@@ -8,6 +8,7 @@ use crate::index::{ContactIndex, Evaluator};
 use crate::jobs::{AffectedContact, JobNotice, JobView, apply_job_event};
 use crate::membership::{ChangeRecord, Feed, FeedError, Memberships, Touched, Watch, WatchFilter};
 use crate::store::{self, Key};
+use crate::stored::StoredContact;
 use roaring::RoaringBitmap;
 use segmentd_domain::contact::{FieldKind, FieldValue};
 use segmentd_domain::criteria::Criteria;
@@ -49,7 +50,7 @@ pub enum SegmentLookup<'a> {
 /// log in the same order.
 #[derive(Default)]
 pub struct OrgView {
-    pub(crate) rows: Vec<Option<Arc<Contact>>>,
+    pub(crate) rows: Vec<Option<StoredContact>>,
     /// Also the email → row lookup: a separate map would hold every email a
     /// second time (about 80 MB at a million contacts).
     pub(crate) index: ContactIndex,
@@ -88,15 +89,15 @@ const FIRST_WINDOW: u32 = 1 << 16;
 
 /// A page of members and where the next one starts.
 pub struct Members {
-    pub contacts: Vec<Arc<Contact>>,
+    pub contacts: Vec<Contact>,
     /// The row to continue after, when more members follow.
     pub next_after: Option<u32>,
 }
 
 impl OrgView {
-    pub fn contact(&self, email: &str) -> Option<&Arc<Contact>> {
+    pub fn contact(&self, email: &str) -> Option<Contact> {
         let row = self.row_of(email)?;
-        self.rows[row as usize].as_ref()
+        self.rows[row as usize].as_ref().map(StoredContact::to_contact)
     }
 
     pub fn contact_count(&self) -> usize {
@@ -112,7 +113,7 @@ impl OrgView {
     pub(crate) fn row_of(&self, email: &str) -> Option<u32> {
         self.index
             .rows_with_email(email)
-            .find(|&row| self.rows.get(row as usize).and_then(Option::as_ref).is_some_and(|c| c.email == email))
+            .find(|&row| self.rows.get(row as usize).and_then(Option::as_ref).is_some_and(|c| c.email() == email))
     }
 
     pub fn segment(&self, lookup: SegmentLookup<'_>) -> Option<&SegmentDef> {
@@ -162,7 +163,7 @@ impl OrgView {
             .text_values(field)
             .filter_map(|(rows, count)| {
                 let first = rows.and_then(|row| self.rows[row as usize].as_ref())?;
-                match first.value(field) {
+                match first.fields().value(field) {
                     FieldValue::Text(t) => Some((t.to_owned(), count)),
                     _ => None,
                 }
@@ -196,7 +197,7 @@ impl OrgView {
     pub fn member_emails(&self, criteria: &Criteria, at: Timestamp) -> Vec<String> {
         self.matching(criteria, at)
             .iter()
-            .filter_map(|r| self.rows.get(r as usize).and_then(Option::as_ref).map(|c| c.email.clone()))
+            .filter_map(|r| self.rows.get(r as usize).and_then(Option::as_ref).map(|c| c.email().to_owned()))
             .collect()
     }
 
@@ -244,9 +245,16 @@ impl OrgView {
         let more = rows.len() > limit;
         rows.truncate(limit);
         Members {
-            contacts: rows.iter().filter_map(|&r| self.rows[r as usize].clone()).collect(),
+            contacts: self.contacts_of(&rows),
             next_after: if more { rows.last().copied() } else { None },
         }
+    }
+}
+
+impl OrgView {
+    /// The contacts of `rows` (live rows), decoded for handing out.
+    pub(crate) fn contacts_of(&self, rows: &[u32]) -> Vec<Contact> {
+        rows.iter().filter_map(|&r| self.rows[r as usize].as_ref().map(StoredContact::to_contact)).collect()
     }
 }
 
@@ -569,7 +577,7 @@ fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, 
         Event::ContactDeleted(e) => {
             if let Some(row) = org.row_of(&e.email) {
                 if let Some(old) = org.rows[row as usize].take() {
-                    org.index.remove(row, &old);
+                    org.index.remove(row, &old.fields());
                     org.touch(row, old);
                 }
                 writes.remove(|| store::contact_key(org_id, row));
@@ -667,11 +675,11 @@ fn put_contact(org: &mut OrgView, org_id: &str, contact: &Contact, writes: &mut 
             row
         }
     };
-    writes.insert(|| store::contact_key(org_id, row), || store::encode_contact(contact));
-    let new = Arc::new(contact.clone());
-    match org.rows[row as usize].replace(Arc::clone(&new)) {
-        Some(old) => org.index.replace(row, &old, &new),
-        None => org.index.insert(row, &new),
+    let new = StoredContact::encode(contact);
+    writes.insert(|| store::contact_key(org_id, row), || new.bytes().to_vec());
+    match org.rows[row as usize].replace(new.clone()) {
+        Some(old) => org.index.replace(row, &old.fields(), &new.fields()),
+        None => org.index.insert(row, &new.fields()),
     }
     org.touch(row, new);
 }
@@ -710,12 +718,12 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
                 }
             }
             Some(Key::Contact { org, row }) => {
-                let contact: Contact = postcard::from_bytes(&v).map_err(|e| corrupt(&k, e.to_string()))?;
+                let contact = StoredContact::from_bytes(&v).map_err(|e| corrupt(&k, e.to_string()))?;
                 let view = state.orgs.entry(org.to_owned()).or_default();
                 if view.rows.len() <= row as usize {
                     view.rows.resize(row as usize + 1, None);
                 }
-                view.rows[row as usize] = Some(Arc::new(contact));
+                view.rows[row as usize] = Some(contact);
             }
             Some(Key::NextRow { org }) => {
                 let next = store::u32_value(&v).ok_or_else(|| corrupt(&k, "bad row".into()))?;

@@ -4,7 +4,6 @@
 //! The layout is not part of any released format: a model with another
 //! `LAYOUT_VERSION` is wiped and rebuilt from the log.
 
-use segmentd_domain::Contact;
 use serde::Serialize;
 
 // 2: jobs and the score-reset audit. 3: the catalogue kept as its events.
@@ -93,10 +92,6 @@ pub(crate) fn parse_key(k: &[u8]) -> Option<Key<'_>> {
         EVENT => Key::Event { org, seq: u64::from_be_bytes(tail.try_into().ok()?) },
         _ => return None,
     })
-}
-
-pub(crate) fn encode_contact(c: &Contact) -> Vec<u8> {
-    postcard::to_stdvec(c).expect("a Contact always serializes")
 }
 
 /// Read-model records that are plain serde structs (jobs, reset entries).

@@ -271,7 +271,7 @@ fn check(model: &ReadModel, expected: &Expected, queries: &[Criteria], page: usi
     model.read(ORG, |view, _| {
         prop_assert_eq!(view.contact_count(), expected.rows.iter().flatten().count());
         for c in expected.rows.iter().flatten() {
-            prop_assert_eq!(view.contact(&c.email).map(|found| &**found), Some(c));
+            prop_assert_eq!(view.contact(&c.email), Some(c.clone()));
         }
         for q in queries {
             let want = expected.matching(q);
@@ -385,7 +385,7 @@ fn replay_feed(
         prop_assert_eq!(&*record.org, ORG);
         let set = members.entry(record.segment).or_default();
         for change in &record.changes {
-            let email = change.contact.email.clone();
+            let email = change.contact.email().to_owned();
             let cause = log.iter().find(|r| r.seq == change.seq);
             match record.cause {
                 Cause::ContactChanged => {

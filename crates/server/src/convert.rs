@@ -81,7 +81,7 @@ pub fn membership_changes(records: &[Arc<ChangeRecord>], per_message: usize) -> 
         for change in &record.changes {
             changes.push(pb::MembershipChange {
                 segment_id: record.segment,
-                email: change.contact.email.clone(),
+                email: change.contact.email().to_owned(),
                 entered: change.entered,
                 sequence: change.seq,
                 cause: membership_cause(record.cause).into(),

@@ -75,7 +75,7 @@ fn payloads(record: &ChangeRecord) -> Vec<String> {
         .map(|chunk| {
             let changes: Vec<serde_json::Value> = chunk
                 .iter()
-                .map(|c| serde_json::json!({"email": c.contact.email, "entered": c.entered, "sequence": c.seq}))
+                .map(|c| serde_json::json!({"email": c.contact.email(), "entered": c.entered, "sequence": c.seq}))
                 .collect();
             serde_json::json!({
                 "org": &*record.org,

@@ -7,13 +7,12 @@
 use super::rows::Rows;
 use super::text::{TextIndex, lower};
 use super::{ContactIndex, OrderedIndex};
+use crate::stored::StoredContact;
 use roaring::RoaringBitmap;
-use segmentd_domain::Contact;
 use segmentd_domain::contact::FieldKind;
 use segmentd_domain::criteria::{Condition, Criteria, Operator, Value};
 use segmentd_domain::time::Timestamp;
 use std::ops::Bound::{Excluded, Included, Unbounded};
-use std::sync::Arc;
 
 /// Testing a candidate row's contact costs about this many distinct-value
 /// tests: a row test chases the contact's pointers, a value test reads one
@@ -22,13 +21,13 @@ const ROW_TEST_COST: u64 = 4;
 
 pub(crate) struct Evaluator<'a> {
     index: &'a ContactIndex,
-    rows: &'a [Option<Arc<Contact>>],
+    rows: &'a [Option<StoredContact>],
     at: Timestamp,
 }
 
 impl<'a> Evaluator<'a> {
     /// `rows` are the contacts the index was built from, by row.
-    pub(crate) fn new(index: &'a ContactIndex, rows: &'a [Option<Arc<Contact>>], at: Timestamp) -> Self {
+    pub(crate) fn new(index: &'a ContactIndex, rows: &'a [Option<StoredContact>], at: Timestamp) -> Self {
         Evaluator { index, rows, at }
     }
 
@@ -211,8 +210,10 @@ impl<'a> Evaluator<'a> {
         RoaringBitmap::from_sorted_iter(matching).expect("a bitmap iterates in ascending order")
     }
 
+    /// Decodes the whole contact: this is the rare path (an operand the
+    /// index cannot use, or a pattern over few candidate rows).
     fn contact_matches(&self, c: &Condition, row: u32) -> bool {
-        self.rows.get(row as usize).and_then(Option::as_ref).is_some_and(|contact| c.matches(contact, self.at))
+        self.rows.get(row as usize).and_then(Option::as_ref).is_some_and(|s| c.matches(&s.to_contact(), self.at))
     }
 }
 

@@ -42,12 +42,11 @@ mod text;
 
 pub(crate) use eval::Evaluator;
 
+use crate::stored::{ContactFields, StoredContact};
 use ordered::OrderedIndex;
 use roaring::RoaringBitmap;
-use segmentd_domain::Contact;
 use segmentd_domain::contact::{Field, FieldKind, FieldValue};
 use std::collections::HashMap;
-use std::sync::Arc;
 use text::TextIndex;
 
 pub(crate) struct ContactIndex {
@@ -85,9 +84,9 @@ impl ContactIndex {
 
     /// The index of `rows` (contacts by row number), built at once: what
     /// loading from sled does.
-    pub(crate) fn build(rows: &[Option<Arc<Contact>>]) -> Self {
+    pub(crate) fn build(rows: &[Option<StoredContact>]) -> Self {
         let mut index = ContactIndex::default();
-        let live = || rows.iter().enumerate().filter_map(|(row, c)| Some((row as u32, c.as_deref()?)));
+        let live = || rows.iter().enumerate().filter_map(|(row, c)| Some((row as u32, c.as_ref()?.fields())));
         index.live = RoaringBitmap::from_sorted_iter(live().map(|(row, _)| row)).expect("rows ascend");
         // Numbers are gathered one field at a time (a field's values are
         // read once per bit) so that only one field's worth is held at once.
@@ -98,9 +97,9 @@ impl ContactIndex {
         }
         for (row, c) in live() {
             for (field, text) in &mut index.text {
-                text.insert(row, text_value(c, field));
+                text.insert(row, text_value(&c, field));
             }
-            for (name, value) in &c.custom {
+            for (name, value) in c.customs() {
                 index.custom_mut(name).insert(row, value);
             }
         }
@@ -144,12 +143,12 @@ impl ContactIndex {
         self.text(field).into_iter().flat_map(TextIndex::value_rows).map(|rows| (rows.iter().next(), rows.len()))
     }
 
-    pub(crate) fn insert(&mut self, row: u32, c: &Contact) {
+    pub(crate) fn insert(&mut self, row: u32, c: &ContactFields<'_>) {
         self.live.insert(row);
         for (field, index) in &mut self.text {
             index.insert(row, text_value(c, field));
         }
-        for (name, value) in &c.custom {
+        for (name, value) in c.customs() {
             self.custom_mut(name).insert(row, value);
         }
         for (field, index) in &mut self.ordered {
@@ -159,12 +158,12 @@ impl ContactIndex {
         }
     }
 
-    pub(crate) fn remove(&mut self, row: u32, c: &Contact) {
+    pub(crate) fn remove(&mut self, row: u32, c: &ContactFields<'_>) {
         self.live.remove(row);
         for (field, index) in &mut self.text {
             index.remove(row, text_value(c, field));
         }
-        for (name, value) in &c.custom {
+        for (name, value) in c.customs() {
             self.custom_mut(name).remove(row, value);
         }
         for (field, index) in &mut self.ordered {
@@ -176,7 +175,7 @@ impl ContactIndex {
 
     /// Moves `row` from the values of `old` to those of `new`, touching only
     /// the fields that changed: an update usually changes one or two.
-    pub(crate) fn replace(&mut self, row: u32, old: &Contact, new: &Contact) {
+    pub(crate) fn replace(&mut self, row: u32, old: &ContactFields<'_>, new: &ContactFields<'_>) {
         for (field, index) in &mut self.text {
             let (a, b) = (text_value(old, field), text_value(new, field));
             if a != b {
@@ -184,13 +183,13 @@ impl ContactIndex {
                 index.insert(row, b);
             }
         }
-        for (name, a) in &old.custom {
-            if new.custom.get(name) != Some(a) {
+        for (name, a) in old.customs() {
+            if new.custom(name) != Some(a) {
                 self.custom_mut(name).remove(row, a);
             }
         }
-        for (name, b) in &new.custom {
-            if old.custom.get(name) != Some(b) {
+        for (name, b) in new.customs() {
+            if old.custom(name) != Some(b) {
                 self.custom_mut(name).insert(row, b);
             }
         }
@@ -222,7 +221,7 @@ impl ContactIndex {
     }
 }
 
-fn text_value<'c>(c: &'c Contact, field: &Field) -> &'c str {
+fn text_value<'c>(c: &ContactFields<'c>, field: &Field) -> &'c str {
     match c.value(field) {
         FieldValue::Text(t) => t,
         _ => unreachable!("{field} is a text field"),

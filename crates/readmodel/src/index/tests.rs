@@ -3,6 +3,7 @@
 //! picks out one contact at a time.
 
 use super::{ContactIndex, Evaluator};
+use crate::stored::StoredContact;
 use proptest::prelude::*;
 use roaring::RoaringBitmap;
 use segmentd_domain::Contact;
@@ -10,7 +11,6 @@ use segmentd_domain::contact::{Email, Field};
 use segmentd_domain::criteria::{Condition, Criteria, Operator, Value};
 use segmentd_domain::decimal::Decimal;
 use segmentd_domain::time::{MILLIS_PER_DAY, Timestamp};
-use std::sync::Arc;
 
 fn ts(s: &str) -> Timestamp {
     Timestamp::parse_rfc3339(s).unwrap()
@@ -29,7 +29,7 @@ fn contact(name: &str, f: impl FnOnce(&mut Contact)) -> Contact {
 
 struct Given {
     index: ContactIndex,
-    rows: Vec<Option<Arc<Contact>>>,
+    rows: Vec<Option<StoredContact>>,
 }
 
 fn given(contacts: Vec<Contact>) -> Given {
@@ -37,9 +37,9 @@ fn given(contacts: Vec<Contact>) -> Given {
 }
 
 fn given_with(mut index: ContactIndex, contacts: Vec<Contact>) -> Given {
-    let rows: Vec<_> = contacts.into_iter().map(|c| Some(Arc::new(c))).collect();
+    let rows: Vec<_> = contacts.iter().map(|c| Some(StoredContact::encode(c))).collect();
     for (row, c) in rows.iter().enumerate() {
-        index.insert(row as u32, c.as_ref().unwrap());
+        index.insert(row as u32, &c.as_ref().unwrap().fields());
     }
     Given { index, rows }
 }
@@ -50,7 +50,7 @@ impl Given {
     fn select(&self, criteria: &Criteria) -> Vec<String> {
         let found = Evaluator::new(&self.index, &self.rows, at()).eval(criteria, self.index.live());
         let plain: RoaringBitmap = (0..self.rows.len() as u32)
-            .filter(|&r| self.rows[r as usize].as_ref().is_some_and(|c| criteria.matches(c, at())))
+            .filter(|&r| self.rows[r as usize].as_ref().is_some_and(|c| criteria.matches(&c.to_contact(), at())))
             .collect();
         assert_eq!(found, plain, "index and plain evaluator disagree on {criteria}");
         found.iter().map(|r| self.name(r)).collect()
@@ -58,7 +58,7 @@ impl Given {
 
     fn name(&self, row: u32) -> String {
         let c = self.rows[row as usize].as_ref().unwrap();
-        c.email.trim_end_matches("@x.com").to_owned()
+        c.email().trim_end_matches("@x.com").to_owned()
     }
 
     fn query(&self, text: &str) -> Vec<String> {
@@ -266,18 +266,18 @@ fn given_groups_when_evaluated_then_not_is_a_plain_boolean_and_groups_nest() {
 fn given_a_contact_changed_and_removed_when_queried_then_the_index_follows() {
     let mut g = cities();
     let old = g.rows[0].clone().unwrap();
-    let new = Arc::new(contact("muc", |c| {
+    let new = StoredContact::encode(&contact("muc", |c| {
         c.city = "Berlin".into();
         c.country = "DE".into();
         c.age = Some(40);
         c.custom.insert("plan".into(), "free".into());
     }));
-    g.index.replace(0, &old, &new);
+    g.index.replace(0, &old.fields(), &new.fields());
     g.rows[0] = Some(new);
     assert_eq!(g.query(r#"city = "münchen""#), ["caps"]);
     assert_eq!(g.query(r#"city = "berlin" and age = 40 and custom.plan = "free""#), ["muc"]);
     let caps = g.rows[1].take().unwrap();
-    g.index.remove(1, &caps);
+    g.index.remove(1, &caps.fields());
     assert_eq!(g.query(r#"city contains "ü""#), [] as [&str; 0]);
     assert_eq!(g.query(r#"city != "x""#), ["muc", "nowhere", "ist", "kelvin", "sigma"]);
     assert_eq!(g.index.rows_with_email("CAPS@x.com").count(), 0);
@@ -331,11 +331,11 @@ proptest! {
         for (row, city, remove) in changes {
             let Some(Some(old)) = g.rows.get(row).cloned() else { continue };
             if remove {
-                g.index.remove(row as u32, &old);
+                g.index.remove(row as u32, &old.fields());
                 g.rows[row] = None;
             } else {
-                let new = Arc::new(make(row, city, city));
-                g.index.replace(row as u32, &old, &new);
+                let new = StoredContact::encode(&make(row, city, city));
+                g.index.replace(row as u32, &old.fields(), &new.fields());
                 g.rows[row] = Some(new);
             }
         }

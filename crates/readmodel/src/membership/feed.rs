@@ -10,7 +10,7 @@
 //! rather than silently skipped. It is not stored: after a restart it starts
 //! at the sequence the read model resumed from.
 
-use segmentd_domain::Contact;
+use crate::stored::StoredContact;
 use segmentd_domain::time::Timestamp;
 use segmentd_log::Seq;
 use std::collections::{BTreeSet, VecDeque};
@@ -38,7 +38,7 @@ pub enum Cause {
 pub struct MemberChange {
     /// The contact as it was when the change was made (before its deletion,
     /// if it was deleted).
-    pub contact: Arc<Contact>,
+    pub contact: StoredContact,
     /// The log sequence that caused the change; for [`Cause::TimePassed`],
     /// the sequence the model had applied when the clock moved.
     pub seq: Seq,

@@ -29,8 +29,8 @@ pub use timer::run_membership_clock;
 
 use crate::index::Evaluator;
 use crate::model::{Members, OrgView};
+use crate::stored::StoredContact;
 use roaring::RoaringBitmap;
-use segmentd_domain::Contact;
 use segmentd_domain::contact::{Field, FieldKind};
 use segmentd_domain::criteria::{Criteria, Operator};
 use segmentd_domain::time::Timestamp;
@@ -91,7 +91,7 @@ fn relative_conditions(criteria: &Criteria) -> Vec<Relative> {
 /// the event deleted it.
 #[derive(Default)]
 pub(crate) struct Touched {
-    entries: Vec<(u32, Seq, Arc<Contact>)>,
+    entries: Vec<(u32, Seq, StoredContact)>,
     /// Entries before this one have their event's sequence.
     stamped: usize,
 }
@@ -108,10 +108,10 @@ impl Touched {
     }
 
     /// By row, each row once with its last event.
-    fn into_sorted(mut self) -> Vec<(u32, Seq, Arc<Contact>)> {
+    fn into_sorted(mut self) -> Vec<(u32, Seq, StoredContact)> {
         // Stable: a row's events stay in log order, and the last one wins.
         self.entries.sort_by_key(|e| e.0);
-        let mut out: Vec<(u32, Seq, Arc<Contact>)> = Vec::with_capacity(self.entries.len());
+        let mut out: Vec<(u32, Seq, StoredContact)> = Vec::with_capacity(self.entries.len());
         for e in self.entries {
             match out.last_mut() {
                 Some(last) if last.0 == e.0 => *last = e,
@@ -130,7 +130,7 @@ impl OrgView {
     }
 
     /// Notes a contact an event changed, for [`OrgView::refresh_members`].
-    pub(crate) fn touch(&mut self, row: u32, contact: Arc<Contact>) {
+    pub(crate) fn touch(&mut self, row: u32, contact: StoredContact) {
         if self.keeps_members() {
             self.touched.entries.push((row, 0, contact));
         }
@@ -183,7 +183,7 @@ impl OrgView {
             }
         };
         let rows = &self.rows;
-        record(org, id, cause, at, &entered, &left, |row| Some((seq, Arc::clone(rows[row as usize].as_ref()?))))
+        record(org, id, cause, at, &entered, &left, |row| Some((seq, rows[row as usize].clone()?)))
     }
 
     /// Re-tests the rows that contact events touched since the last call
@@ -202,7 +202,14 @@ impl OrgView {
         let live = &rows & self.index.live();
         let contact_of = |row: u32| {
             let i = entries.binary_search_by_key(&row, |e| e.0).ok()?;
-            Some((entries[i].1, Arc::clone(&entries[i].2)))
+            Some((entries[i].1, entries[i].2.clone()))
+        };
+        // The few rows tested one by one, decoded once for every segment;
+        // `None` for a row deleted by the run.
+        let few: Vec<(u32, Option<segmentd_domain::Contact>)> = if entries.len() <= FEW_ROWS {
+            entries.iter().map(|(row, _, c)| (*row, live.contains(*row).then(|| c.to_contact()))).collect()
+        } else {
+            Vec::new()
         };
         let evaluator = Evaluator::new(&self.index, &self.rows, at);
         for (&id, set) in &mut self.memberships.segments {
@@ -210,9 +217,9 @@ impl OrgView {
             let (entered, left) = if entries.len() <= FEW_ROWS {
                 let mut entered = RoaringBitmap::new();
                 let mut left = RoaringBitmap::new();
-                for &(row, ..) in &entries {
-                    let is =
-                        live.contains(row) && self.rows[row as usize].as_ref().is_some_and(|c| criteria.matches(c, at));
+                for (row, contact) in &few {
+                    let row = *row;
+                    let is = contact.as_ref().is_some_and(|c| criteria.matches(c, at));
                     match (set.rows.contains(row), is) {
                         (false, true) => entered.insert(row),
                         (true, false) => left.insert(row),
@@ -274,7 +281,7 @@ impl OrgView {
             set.rows |= &entered;
             set.changed_at = set.changed_at.max(seq);
             let rows = &self.rows;
-            let contact_of = |row: u32| Some((seq, Arc::clone(rows[row as usize].as_ref()?)));
+            let contact_of = |row: u32| Some((seq, rows[row as usize].clone()?));
             records.extend(record(org, id, Cause::TimePassed, to, &entered, &left, contact_of));
         }
         records
@@ -307,7 +314,7 @@ impl OrgView {
         let more = rows.len() > limit;
         let rows = &rows[..rows.len().min(limit)];
         Members {
-            contacts: rows.iter().filter_map(|&r| self.rows[r as usize].clone()).collect(),
+            contacts: self.contacts_of(rows),
             next_after: if more { rows.last().copied() } else { None },
         }
     }
@@ -351,7 +358,7 @@ fn record(
     at: Timestamp,
     entered: &RoaringBitmap,
     left: &RoaringBitmap,
-    contact_of: impl Fn(u32) -> Option<(Seq, Arc<Contact>)>,
+    contact_of: impl Fn(u32) -> Option<(Seq, StoredContact)>,
 ) -> Option<ChangeRecord> {
     if entered.is_empty() && left.is_empty() {
         return None;

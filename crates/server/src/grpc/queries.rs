@@ -376,7 +376,7 @@ impl Queries for QueriesService {
         let email = convert::email("email", &request.get_ref().email)?;
         self.model.read(&org, |view, _| {
             view.contact(email.as_str())
-                .map(|c| Response::new(convert::contact(c)))
+                .map(|c| Response::new(convert::contact(&c)))
                 .ok_or_else(|| Status::not_found(format!("contact {email} does not exist")))
         })
     }
@@ -537,7 +537,7 @@ impl Queries for QueriesService {
                 .iter()
                 .map(|email| pb::ListMember {
                     email: email.clone(),
-                    contact: view.contact(email).map(|c| convert::contact(c)),
+                    contact: view.contact(email).map(|c| convert::contact(&c)),
                 })
                 .collect();
             let end = after + emails.len();

@@ -1,0 +1,196 @@
+//! A contact as the read model keeps it in memory and in sled: the postcard
+//! bytes of `Contact`, in one shared allocation.
+//!
+//! Why bytes: a `Contact` with its ten `String`s and the custom fields'
+//! `BTreeMap` costs about 1.3 KB of heap in a dozen allocations; its postcard
+//! form is about 200 bytes in one. Why postcard's form of `Contact` and not
+//! a layout of our own: `Contact` is part of released event payloads, so
+//! that form is frozen (DESIGN.md, Hazards) and its bytes mean the same
+//! forever; the read model already stored exactly these bytes in sled.
+//!
+//! Fields are read without copying ([`ContactFields`] borrows the strings);
+//! a whole `Contact` is decoded only where one is handed out (pages, single
+//! contacts) or for the rare condition the index cannot answer.
+
+use segmentd_domain::Contact;
+use segmentd_domain::contact::{Field, FieldValue};
+use segmentd_domain::decimal::Decimal;
+use segmentd_domain::time::Timestamp;
+use serde::Deserialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// A contact in its stored form. Cloning shares the bytes (the membership
+/// feed holds contacts this way without copying them).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredContact(Arc<[u8]>);
+
+impl StoredContact {
+    pub(crate) fn encode(contact: &Contact) -> StoredContact {
+        StoredContact(postcard::to_stdvec(contact).expect("a Contact always serializes").into())
+    }
+
+    /// The stored bytes, checked to be a whole `Contact`.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<StoredContact, postcard::Error> {
+        let (_, rest) = postcard::take_from_bytes::<ContactFields<'_>>(bytes)?;
+        if !rest.is_empty() {
+            return Err(postcard::Error::DeserializeBadEncoding);
+        }
+        Ok(StoredContact(bytes.into()))
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The contact's fields, borrowed from the bytes.
+    pub(crate) fn fields(&self) -> ContactFields<'_> {
+        postcard::from_bytes(&self.0).expect("stored contacts were checked when they were made")
+    }
+
+    /// The contact's email (its identity in the org).
+    pub fn email(&self) -> &str {
+        self.fields().email
+    }
+
+    /// The whole contact.
+    pub fn to_contact(&self) -> Contact {
+        postcard::from_bytes(&self.0).expect("stored contacts were checked when they were made")
+    }
+}
+
+impl fmt::Debug for StoredContact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_contact().fmt(f)
+    }
+}
+
+/// `Contact` with its text borrowed: the same fields in the same order, so
+/// the same postcard bytes decode into either. The custom fields (a map in
+/// `Contact`) are a sequence of pairs here: postcard writes a map and a
+/// sequence alike, a length then the elements.
+#[derive(Deserialize)]
+pub(crate) struct ContactFields<'a> {
+    pub(crate) email: &'a str,
+    contact_id: Option<i64>,
+    first_name: &'a str,
+    last_name: &'a str,
+    company: &'a str,
+    city: &'a str,
+    state: &'a str,
+    country: &'a str,
+    age: Option<i64>,
+    gender: &'a str,
+    score: Option<i64>,
+    lifecycle_stage: &'a str,
+    total_spent: Option<Decimal>,
+    purchase_count: Option<i64>,
+    last_purchase_at: Option<Timestamp>,
+    last_opened_at: Option<Timestamp>,
+    added_at: Timestamp,
+    updated_at: Timestamp,
+    #[serde(borrow)]
+    custom: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> ContactFields<'a> {
+    /// The value of `field`, exactly as `Contact::value` gives it.
+    pub(crate) fn value(&self, field: &Field) -> FieldValue<'a> {
+        use FieldValue as V;
+        match field {
+            Field::ContactId => V::Integer(self.contact_id),
+            Field::Email => V::Text(self.email),
+            Field::FirstName => V::Text(self.first_name),
+            Field::LastName => V::Text(self.last_name),
+            Field::Company => V::Text(self.company),
+            Field::City => V::Text(self.city),
+            Field::State => V::Text(self.state),
+            Field::Country => V::Text(self.country),
+            Field::Age => V::Integer(self.age),
+            Field::Gender => V::Text(self.gender),
+            Field::Score => V::Integer(self.score),
+            Field::LifecycleStage => V::Text(self.lifecycle_stage),
+            Field::TotalSpent => V::Decimal(self.total_spent),
+            Field::PurchaseCount => V::Integer(self.purchase_count),
+            Field::LastPurchaseAt => V::Time(self.last_purchase_at),
+            Field::LastOpenedAt => V::Time(self.last_opened_at),
+            Field::AddedAt => V::Time(Some(self.added_at)),
+            Field::UpdatedAt => V::Time(Some(self.updated_at)),
+            Field::Custom(name) => V::Text(self.custom(name).unwrap_or("")),
+        }
+    }
+
+    /// The value of custom field `name`, if the contact has it.
+    pub(crate) fn custom(&self, name: &str) -> Option<&'a str> {
+        // Sorted by name: the map they were written from was a BTreeMap.
+        self.custom.binary_search_by(|(k, _)| (*k).cmp(name)).ok().map(|i| self.custom[i].1)
+    }
+
+    /// Every custom field, by name.
+    pub(crate) fn customs(&self) -> &[(&'a str, &'a str)] {
+        &self.custom
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use segmentd_domain::Email;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![Just(String::new()), "[a-zA-Z ÄÖüß@.]{1,12}"]
+    }
+
+    prop_compose! {
+        fn contact()(
+            n in 0u32..1000,
+            texts in prop::collection::vec(text(), 8),
+            numbers in prop::collection::vec(prop::option::of(any::<i64>()), 7),
+            times in (any::<i64>(), any::<i64>()),
+            custom in prop::collection::btree_map("[a-z_]{1,8}", text(), 0..4),
+        ) -> Contact {
+            let mut c = Contact::new(Email::parse(&format!("c{n}@x.com")).unwrap(), Timestamp(times.0));
+            c.updated_at = Timestamp(times.1);
+            let [a, b, d, e, f, g, h, i] = <[String; 8]>::try_from(texts).unwrap();
+            (c.first_name, c.last_name, c.company, c.city, c.state, c.country, c.gender, c.lifecycle_stage) =
+                (a, b, d, e, f, g, h, i);
+            c.contact_id = numbers[0];
+            c.age = numbers[1];
+            c.score = numbers[2];
+            c.total_spent = numbers[3].map(Decimal);
+            c.purchase_count = numbers[4];
+            c.last_purchase_at = numbers[5].map(Timestamp);
+            c.last_opened_at = numbers[6].map(Timestamp);
+            c.custom = custom;
+            c
+        }
+    }
+
+    proptest! {
+        /// The borrowed view reads every field as `Contact::value` does, and
+        /// the bytes decode back into the same contact.
+        #[test]
+        fn stored_contacts_read_like_contacts(c in contact(), probe in "[a-z_]{1,8}") {
+            let stored = StoredContact::encode(&c);
+            prop_assert_eq!(&stored.to_contact(), &c);
+            prop_assert_eq!(stored.email(), c.email.as_str());
+            let fields = stored.fields();
+            let mut all: Vec<Field> = Field::BUILTIN.to_vec();
+            all.extend(c.custom.keys().map(|k| Field::Custom(k.clone())));
+            all.push(Field::Custom(probe));
+            for f in &all {
+                prop_assert_eq!(fields.value(f), c.value(f), "{}", f);
+            }
+            prop_assert_eq!(StoredContact::from_bytes(stored.bytes()).ok(), Some(stored.clone()));
+        }
+    }
+
+    #[test]
+    fn truncated_or_padded_bytes_are_refused() {
+        let stored = StoredContact::encode(&Contact::new(Email::parse("a@b.c").unwrap(), Timestamp(5)));
+        let bytes = stored.bytes();
+        assert!(StoredContact::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        assert!(StoredContact::from_bytes(&[bytes, &[0]].concat()).is_err());
+    }
+}
