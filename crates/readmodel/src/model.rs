@@ -244,10 +244,7 @@ impl OrgView {
         }
         let more = rows.len() > limit;
         rows.truncate(limit);
-        Members {
-            contacts: self.contacts_of(&rows),
-            next_after: if more { rows.last().copied() } else { None },
-        }
+        Members { contacts: self.contacts_of(&rows), next_after: if more { rows.last().copied() } else { None } }
     }
 }
 

@@ -313,10 +313,7 @@ impl OrgView {
         let rows: Vec<u32> = rows.take(limit.saturating_add(1)).collect();
         let more = rows.len() > limit;
         let rows = &rows[..rows.len().min(limit)];
-        Members {
-            contacts: self.contacts_of(rows),
-            next_after: if more { rows.last().copied() } else { None },
-        }
+        Members { contacts: self.contacts_of(rows), next_after: if more { rows.last().copied() } else { None } }
     }
 
     /// Whether the contact `email` is a member of saved segment `id` now, by
