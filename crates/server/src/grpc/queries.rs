@@ -463,7 +463,7 @@ impl Queries for QueriesService {
             let (id, criteria) = segment_criteria(view, lookup)?;
             let page = view.segment_members(id, &criteria, at, after, limit);
             Ok(Response::new(pb::ListMembersReply {
-                contacts: page.contacts.iter().map(|c| convert::contact(c)).collect(),
+                contacts: page.contacts.iter().map(convert::contact).collect(),
                 next_page_token: next_token(page.next_after),
                 sequence,
             }))
@@ -484,7 +484,7 @@ impl Queries for QueriesService {
             let page = view.members(&criteria, at, None, limit);
             Response::new(pb::PreviewCriteriaReply {
                 count: view.count(&criteria, at),
-                contacts: page.contacts.iter().map(|c| convert::contact(c)).collect(),
+                contacts: page.contacts.iter().map(convert::contact).collect(),
                 criteria_text: criteria.to_string(),
                 sequence,
             })
@@ -596,7 +596,7 @@ impl Queries for QueriesService {
             let criteria = campaign_criteria(view, &lookup)?;
             let page = view.members(&criteria, at, after, limit);
             Ok(Response::new(pb::ListMembersReply {
-                contacts: page.contacts.iter().map(|c| convert::contact(c)).collect(),
+                contacts: page.contacts.iter().map(convert::contact).collect(),
                 next_page_token: next_token(page.next_after),
                 sequence,
             }))
