@@ -109,11 +109,17 @@ pub struct Preview {
 
 /// Decides what a job of `kind` would do to `members` (in member order) at
 /// `now`, with the same per-member rule the job applies.
-pub fn decide_preview<'a>(kind: &JobKind, members: impl IntoIterator<Item = &'a Contact>, now: Timestamp) -> Preview {
+/// Members may be owned or borrowed: a read model may decode them one at a
+/// time rather than hold them all decoded.
+pub fn decide_preview<C: std::borrow::Borrow<Contact>>(
+    kind: &JobKind,
+    members: impl IntoIterator<Item = C>,
+    now: Timestamp,
+) -> Preview {
     let mut preview = Preview { members: 0, affected: 0, sample: Vec::new() };
     for (i, contact) in members.into_iter().enumerate() {
         preview.members += 1;
-        let changes = decide_member(kind, "", Some(contact), now).is_ok_and(|events| !events.is_empty());
+        let changes = decide_member(kind, "", Some(contact.borrow()), now).is_ok_and(|events| !events.is_empty());
         if changes {
             preview.affected += 1;
             if preview.sample.len() < PREVIEW_SAMPLE {

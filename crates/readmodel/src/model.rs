@@ -203,7 +203,7 @@ impl OrgView {
 
     /// Every member, in member order, as [`OrgView::member_emails`] lists
     /// them: what a job's dry run looks at.
-    pub fn member_contacts(&self, criteria: &Criteria, at: Timestamp) -> Vec<Arc<Contact>> {
+    pub fn member_contacts(&self, criteria: &Criteria, at: Timestamp) -> Vec<StoredContact> {
         self.matching(criteria, at).iter().filter_map(|r| self.rows.get(r as usize).and_then(Option::clone)).collect()
     }
 

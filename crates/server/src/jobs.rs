@@ -26,7 +26,7 @@ use segmentd_domain::job::{
 use segmentd_domain::segment::SegmentDef;
 use segmentd_domain::{AggregateId, Contact, Criteria, DomainError, Email};
 use segmentd_log::{AppendEntry, Appended, LogError, Seq};
-use segmentd_readmodel::{JobView, OrgView, ReadModel, ReadModelError, SegmentLookup};
+use segmentd_readmodel::{JobView, OrgView, ReadModel, ReadModelError, SegmentLookup, StoredContact};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -202,8 +202,8 @@ impl Jobs {
             let report = self.model.read(org, |view, seq| {
                 let (def, criteria) = segment_at(view, &segment)?;
                 let members = view.member_contacts(&criteria, clock);
-                let preview = decide_preview(&request.kind, members.iter().map(|c| c.as_ref()), clock);
-                let sample = preview.sample.iter().map(|&i| Arc::clone(&members[i])).collect();
+                let preview = decide_preview(&request.kind, members.iter().map(StoredContact::to_contact), clock);
+                let sample = preview.sample.iter().map(|&i| Arc::new(members[i].to_contact())).collect();
                 Ok::<_, JobError>(DryRunReport { position: seq, segment: def, preview, sample })
             })?;
             return Ok(JobAnswer::DryRun(report));
