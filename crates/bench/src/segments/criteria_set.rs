@@ -35,8 +35,10 @@ pub const STANDARD: [(&str, &str); 12] = [
 pub const PUBLISHED_COUNTS_1M_SEED_42: [u64; 12] =
     [66_780, 343_743, 403_746, 8_915, 60_987, 1_393, 176_043, 42_740, 4_036, 949_662, 713, 5_377];
 
-const COUNTRIES: [&str; 20] =
-    ["US", "IN", "GB", "DE", "FR", "BR", "CA", "AU", "JP", "ES", "IT", "NL", "MX", "SE", "PL", "CH", "SG", "ZA", "IE", "AE"];
+const COUNTRIES: [&str; 20] = [
+    "US", "IN", "GB", "DE", "FR", "BR", "CA", "AU", "JP", "ES", "IT", "NL", "MX", "SE", "PL", "CH", "SG", "ZA", "IE",
+    "AE",
+];
 const STAGES: [&str; 5] = ["subscriber", "lead", "mql", "sql", "customer"];
 const INDUSTRIES: [&str; 10] =
     ["software", "retail", "finance", "healthcare", "education", "manufacturing", "media", "travel", "energy", "legal"];

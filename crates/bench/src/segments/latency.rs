@@ -74,16 +74,11 @@ pub async fn measure(
             }
         }
     });
-    let candidates: Vec<&Probe> =
-        probes.iter().filter(|p| !p.country.eq_ignore_ascii_case(WATCHED_COUNTRY)).collect();
+    let candidates: Vec<&Probe> = probes.iter().filter(|p| !p.country.eq_ignore_ascii_case(WATCHED_COUNTRY)).collect();
     ensure!(!candidates.is_empty(), "no contact outside country {WATCHED_COUNTRY} to move");
     let count_now = |min_sequence: u64, queries: &mut QueriesClient<Channel>| {
-        let request = pb::CountMembersRequest {
-            segment: Some(segment.clone()),
-            min_sequence,
-            at: String::new(),
-            as_of: None,
-        };
+        let request =
+            pb::CountMembersRequest { segment: Some(segment.clone()), min_sequence, at: String::new(), as_of: None };
         let mut queries = queries.clone();
         async move { Ok::<_, anyhow::Error>(queries.count_members(request).await?.into_inner().count) }
     };
@@ -96,7 +91,7 @@ pub async fn measure(
             let warm_up = step < 2;
             step += 1;
             let request = pb::UpsertContactsRequest {
-                command_id: format!("segment-bench-latency-{step}-{}", probe.email),
+                command_id: format!("segment-bench-latency-{step}"),
                 contacts: vec![pb::ContactInput {
                     email: probe.email.clone(),
                     fields: HashMap::from([("country".to_owned(), country.to_owned())]),
@@ -109,7 +104,11 @@ pub async fn measure(
             let new_count = count_now(reply.sequence, queries).await?;
             let readable = sent.elapsed();
             let expected = if entered { count + 1 } else { count - 1 };
-            ensure!(new_count == expected, "after moving {} to {country}: count {new_count}, {expected} expected", probe.email);
+            ensure!(
+                new_count == expected,
+                "after moving {} to {country}: count {new_count}, {expected} expected",
+                probe.email
+            );
             count = new_count;
             let on_feed = loop {
                 let next = tokio::time::timeout(Duration::from_secs(30), changes.recv()).await;

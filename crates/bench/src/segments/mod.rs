@@ -181,11 +181,7 @@ async fn measure(
     let rss_at_end = server.rss_bytes()?;
 
     // The read models' last sequence is the log's: every reply so far said so.
-    let last = queries
-        .list_segments(pb::ListSegmentsRequest::default())
-        .await?
-        .into_inner()
-        .sequence;
+    let last = queries.list_segments(pb::ListSegmentsRequest::default()).await?.into_inner().sequence;
     drop((commands, queries));
     server.stop().await?;
     eprintln!("rebuilding the read models from the log (up to sequence {last})…");

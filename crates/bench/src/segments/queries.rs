@@ -39,10 +39,17 @@ pub struct QueryRun {
 pub enum Agreement {
     Agree,
     /// No speed is reported for this query at all.
-    CountsDiffer { segmentd: u64, postgres: u64 },
+    CountsDiffer {
+        segmentd: u64,
+        postgres: u64,
+    },
     /// The counts agree (their speeds stand) but the first pages do not
     /// (their speeds are not reported).
-    PagesDiffer { at: usize, segmentd: Option<String>, postgres: Option<String> },
+    PagesDiffer {
+        at: usize,
+        segmentd: Option<String>,
+        postgres: Option<String>,
+    },
 }
 
 impl QueryRun {
@@ -117,8 +124,7 @@ pub async fn measure(
     (name, criteria, sql): (&str, &str, String),
 ) -> anyhow::Result<QueryRun> {
     let segment = || Some(pb::SegmentRef { by: Some(pb::segment_ref::By::Id(segment_id)) });
-    let count_request =
-        || pb::CountMembersRequest { segment: segment(), min_sequence, at: at.to_owned(), as_of: None };
+    let count_request = || pb::CountMembersRequest { segment: segment(), min_sequence, at: at.to_owned(), as_of: None };
     let page_request = || pb::ListMembersRequest {
         segment: segment(),
         page_size: PAGE_SIZE as u32,

@@ -328,10 +328,7 @@ mod tests {
 
     #[test]
     fn relative_and_absolute_dates_use_segmentds_bounds() {
-        assert_eq!(
-            sql("last_opened_at more_than 30 days ago"),
-            "last_opened_at < '2026-10-02T00:00:00Z'::timestamptz"
-        );
+        assert_eq!(sql("last_opened_at more_than 30 days ago"), "last_opened_at < '2026-10-02T00:00:00Z'::timestamptz");
         assert_eq!(
             sql(r#"added_at before "2025-06-01T12:00:00.250Z""#),
             "added_at < '2025-06-01T12:00:00.250Z'::timestamptz"
