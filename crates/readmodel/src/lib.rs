@@ -27,5 +27,5 @@ pub use jobs::{AffectedContact, CancelRequest, JobNotice, JobStatus, JobView};
 pub use membership::{Cause, ChangeRecord, FeedError, MemberChange, Watch, WatchFilter, run_membership_clock};
 pub use model::{Members, OrgView, ReadModel, ReadModelError, SegmentLookup, VersionMeta};
 pub use past::{PastModels, PastState, PastView};
-pub use projector::{ProjectorError, Reached, Until, project_until, run_projector};
+pub use projector::{CATCH_UP_MIN, ProjectorError, Reached, Until, catch_up, project_until, run_projector};
 pub use stored::StoredContact;

@@ -67,6 +67,9 @@ pub struct OrgView {
     pub(crate) touched: Touched,
     /// Segments whose criteria were set or removed since then.
     pub(crate) redefined: Vec<u64>,
+    /// True while a bulk replay folds contacts into `rows` keeping only the
+    /// index's email entries (`ReadModel::apply_bulk`).
+    bulk: bool,
     /// Who made each version of a live segment, by (segment, version).
     version_meta: HashMap<(u64, u64), VersionMeta>,
 }
@@ -292,19 +295,52 @@ struct Store {
 
 /// Where an applied event's durable changes go: a sled batch, or nowhere
 /// for a model in memory. Keys and values are built only when they are kept.
-struct Writes(Option<sled::Batch>);
+struct Writes {
+    batch: Option<sled::Batch>,
+    /// The contact blocks changed, by org: encoded once, from the rows as
+    /// they stand after the whole batch (`Writes::finish`).
+    blocks: HashMap<String, Vec<u32>>,
+}
 
 impl Writes {
+    fn new(durable: bool) -> Self {
+        Writes { batch: durable.then(sled::Batch::default), blocks: HashMap::new() }
+    }
+
     fn insert(&mut self, key: impl FnOnce() -> Vec<u8>, value: impl FnOnce() -> Vec<u8>) {
-        if let Some(batch) = &mut self.0 {
+        if let Some(batch) = &mut self.batch {
             batch.insert(key(), value());
         }
     }
 
-    fn remove(&mut self, key: impl FnOnce() -> Vec<u8>) {
-        if let Some(batch) = &mut self.0 {
-            batch.remove(key());
+    fn contact_changed(&mut self, org: &str, row: u32) {
+        if self.batch.is_none() {
+            return;
         }
+        let block = row / store::BLOCK_ROWS;
+        match self.blocks.get_mut(org) {
+            Some(blocks) if blocks.last() == Some(&block) => {}
+            Some(blocks) => blocks.push(block),
+            None => {
+                self.blocks.insert(org.to_owned(), vec![block]);
+            }
+        }
+    }
+
+    /// The batch, with every changed block as `orgs` hold it now.
+    fn finish(self, orgs: &HashMap<String, OrgView>) -> Option<sled::Batch> {
+        let mut batch = self.batch?;
+        for (org, mut blocks) in self.blocks {
+            let Some(view) = orgs.get(&org) else { continue };
+            blocks.sort_unstable();
+            blocks.dedup();
+            for block in blocks {
+                let from = (block * store::BLOCK_ROWS) as usize;
+                let to = (from + store::BLOCK_ROWS as usize).min(view.rows.len());
+                batch.insert(store::block_key(&org, block), store::encode_block(&view.rows[from..to]));
+            }
+        }
+        Some(batch)
     }
 }
 
@@ -449,9 +485,54 @@ impl ReadModel {
     /// `crate::membership`), and their changes go to the membership feed
     /// once the batch is visible to queries.
     pub fn apply(&self, events: &[Recorded]) -> Result<Seq, ReadModelError> {
+        self.apply_events(events, false)
+    }
+
+    /// Applies a long run of events (a replay from the start, a catch-up
+    /// far behind) as `apply` does, durably, but cheaper per event: contact
+    /// events only fold into the rows and the email lookup; the rest of the
+    /// index and the saved segments' member sets are built once, by
+    /// [`ReadModel::finish_bulk`], and no membership changes are fed.
+    ///
+    /// Until `finish_bulk`, answers would come from a stale index and the
+    /// applied sequence is not announced: only a model that nobody reads
+    /// yet may be fed this way.
+    pub(crate) fn apply_bulk(&self, events: &[Recorded]) -> Result<Seq, ReadModelError> {
+        self.apply_events(events, true)
+    }
+
+    /// Ends bulk replays: builds the index of every org replayed in bulk,
+    /// computes saved segments' members, and announces the applied sequence.
+    /// The membership feed starts after it (a watch from before is refused:
+    /// those changes were never computed).
+    pub(crate) fn finish_bulk(&self) {
         let at = self.clock.now();
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let mut writes = Writes(self.store.as_ref().map(|_| sled::Batch::default()));
+        let mut rebuilt = false;
+        let applied = state.applied;
+        for org in state.orgs.values_mut().filter(|o| o.bulk) {
+            org.bulk = false;
+            org.index.rebuild_keeping_emails(&org.rows);
+            org.memberships = Memberships::default();
+            if self.keeps_members {
+                org.compute_members(at, applied);
+            } else {
+                org.redefined.clear();
+            }
+            rebuilt = true;
+        }
+        if rebuilt {
+            state.evaluated_at(at);
+            self.feed.skip_to(applied);
+        }
+        drop(state);
+        self.applied.send_replace(applied);
+    }
+
+    fn apply_events(&self, events: &[Recorded], bulk: bool) -> Result<Seq, ReadModelError> {
+        let at = self.clock.now();
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut writes = Writes::new(self.store.is_some());
         let start = state.applied;
         let mut applied = start;
         let mut notices = Vec::new();
@@ -462,6 +543,7 @@ impl ReadModel {
             let env = &rec.envelope;
             let org_id = env.aggregate.org.as_str();
             let org = state.orgs.entry(org_id.to_owned()).or_default();
+            org.bulk |= bulk;
             if let Some(job) = apply_job_records(org, rec, &mut writes) {
                 notices.push(JobNotice { org: env.aggregate.org.clone(), job });
             }
@@ -480,7 +562,7 @@ impl ReadModel {
             if org.touched.stamp(rec.seq) && !pending.iter().any(|o| o == org_id) {
                 pending.push(org_id.to_owned());
             }
-            if self.keeps_members {
+            if self.keeps_members && !org.bulk {
                 records.extend(org.redefine_members(org_id, rec.seq, at));
             } else {
                 org.redefined.clear();
@@ -496,7 +578,7 @@ impl ReadModel {
             }
         }
         state.evaluated_at(at);
-        if let (Some(durable), Some(mut batch)) = (&self.store, writes.0) {
+        if let (Some(durable), Some(mut batch)) = (&self.store, writes.finish(&state.orgs)) {
             batch.insert(store::KEY_APPLIED, &applied.to_be_bytes());
             // If this fails the in-memory view is ahead of sled; the caller
             // stops projecting and a restart reloads the durable state.
@@ -505,7 +587,9 @@ impl ReadModel {
         state.applied = applied;
         drop(state);
         self.feed.push(records);
-        self.applied.send_replace(applied);
+        if !bulk {
+            self.applied.send_replace(applied);
+        }
         for notice in notices {
             // No receiver is not an error: nobody is watching.
             let _ = self.jobs.send(notice);
@@ -573,11 +657,15 @@ fn apply_event(org: &mut OrgView, org_id: &str, event: &Event, time: Timestamp, 
         | Event::JobCancelled(_) => {}
         Event::ContactDeleted(e) => {
             if let Some(row) = org.row_of(&e.email) {
-                if let Some(old) = org.rows[row as usize].take() {
-                    org.index.remove(row, &old.fields());
-                    org.touch(row, old);
+                match org.rows[row as usize].take() {
+                    Some(old) if org.bulk => org.index.remove_email(row, old.email()),
+                    Some(old) => {
+                        org.index.remove(row, &old.fields());
+                        org.touch(row, old);
+                    }
+                    None => {}
                 }
-                writes.remove(|| store::contact_key(org_id, row));
+                writes.contact_changed(org_id, row);
             }
         }
         Event::ListMembersRecorded(e) => {
@@ -673,8 +761,16 @@ fn put_contact(org: &mut OrgView, org_id: &str, contact: &Contact, writes: &mut 
         }
     };
     let new = StoredContact::encode(contact);
-    writes.insert(|| store::contact_key(org_id, row), || new.bytes().to_vec());
-    match org.rows[row as usize].replace(new.clone()) {
+    writes.contact_changed(org_id, row);
+    let old = org.rows[row as usize].replace(new.clone());
+    if org.bulk {
+        // A row's email never changes: only a new row is a new entry.
+        if old.is_none() {
+            org.index.insert_email(row, &contact.email);
+        }
+        return;
+    }
+    match old {
         Some(old) => org.index.replace(row, &old.fields(), &new.fields()),
         None => org.index.insert(row, &new.fields()),
     }
@@ -714,13 +810,16 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
                     state.applied = store::u64_value(&v).ok_or_else(|| corrupt(&k, "bad sequence".into()))?;
                 }
             }
-            Some(Key::Contact { org, row }) => {
-                let contact = StoredContact::from_bytes(&v).map_err(|e| corrupt(&k, e.to_string()))?;
+            Some(Key::Block { org, block }) => {
+                let rows = store::decode_block(&v).map_err(|e| corrupt(&k, e))?;
                 let view = state.orgs.entry(org.to_owned()).or_default();
-                if view.rows.len() <= row as usize {
-                    view.rows.resize(row as usize + 1, None);
+                let from = (block * store::BLOCK_ROWS) as usize;
+                if view.rows.len() < from + rows.len() {
+                    view.rows.resize(from + rows.len(), None);
                 }
-                view.rows[row as usize] = Some(contact);
+                for (i, row) in rows.into_iter().enumerate() {
+                    view.rows[from + i] = row;
+                }
             }
             Some(Key::NextRow { org }) => {
                 let next = store::u32_value(&v).ok_or_else(|| corrupt(&k, "bad row".into()))?;
@@ -732,7 +831,7 @@ fn load(tree: &sled::Tree) -> Result<State, ReadModelError> {
             Some(Key::Event { org, seq }) => {
                 let env = segmentd_log::codec::decode(&v).map_err(|e| corrupt(&k, e.to_string()))?;
                 let view = state.orgs.entry(org.to_owned()).or_default();
-                let mut unused = Writes(None);
+                let mut unused = Writes::new(false);
                 apply_event(view, org, &env.event, env.time, &mut unused);
                 note_versions(view, &env, seq);
             }
@@ -784,7 +883,7 @@ mod tests {
     /// Forty contacts with ages 0..40; every fifth deleted.
     fn view() -> OrgView {
         let mut view = OrgView::default();
-        let mut batch = Writes(Some(sled::Batch::default()));
+        let mut batch = Writes::new(true);
         let now = Timestamp(0);
         for i in 0..40 {
             let mut c = Contact::new(Email::parse(&format!("c{i}@x.com")).unwrap(), now);

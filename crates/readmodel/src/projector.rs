@@ -114,6 +114,10 @@ const REPLAY_BATCH: usize = 8192;
 /// Replays the log from its first event into `model`, which must be empty,
 /// up to `until`. A sequence beyond the log's last one is refused
 /// ([`ProjectorError::BeyondLog`]) rather than waited for.
+///
+/// The replay is a bulk one ([`ReadModel::apply_bulk`]): the index and the
+/// member sets are built once at the end, which is why the model must not
+/// be read before this returns.
 #[tracing::instrument(skip(log, model), err)]
 pub async fn project_until(log: &dyn EventLog, model: &ReadModel, until: Until) -> Result<Reached, ProjectorError> {
     if model.applied_seq() != 0 {
@@ -125,6 +129,13 @@ pub async fn project_until(log: &dyn EventLog, model: &ReadModel, until: Until) 
             return Err(ProjectorError::BeyondLog { wanted, last });
         }
     }
+    let replayed = replay(log, model, until).await;
+    // Also after a failure: whatever was applied is answered consistently.
+    model.finish_bulk();
+    replayed
+}
+
+async fn replay(log: &dyn EventLog, model: &ReadModel, until: Until) -> Result<Reached, ProjectorError> {
     let mut reached = Reached { seq: 0, seq_time: None, latest_time: None, next_time: None };
     loop {
         let events = log.read(reached.seq + 1, REPLAY_BATCH).await?;
@@ -140,7 +151,7 @@ pub async fn project_until(log: &dyn EventLog, model: &ReadModel, until: Until) 
             .unwrap_or(events.len());
         let (applied, rest) = events.split_at(keep);
         if let Some(last) = applied.last() {
-            model.apply(applied)?;
+            model.apply_bulk(applied)?;
             reached.seq = last.seq;
             reached.seq_time = Some(last.envelope.time);
             let latest = applied.iter().map(|r| r.envelope.time).max();
@@ -151,4 +162,40 @@ pub async fn project_until(log: &dyn EventLog, model: &ReadModel, until: Until) 
             return Ok(reached);
         }
     }
+}
+
+/// A model this far behind the log at start catches up in bulk
+/// ([`catch_up`]) rather than event by event.
+pub const CATCH_UP_MIN: Seq = 100_000;
+
+/// Brings a model that nobody reads yet up to the log's end in bulk, when
+/// it is at least `min_behind` events behind ([`CATCH_UP_MIN`] in `serve`) (a first start over a long
+/// log, a model dropped for a rebuild, a node back after long downtime);
+/// the index and member sets are then built once instead of kept per event.
+/// Every batch is durable with its sequence, as `run_projector` writes
+/// them, so a crash during catch-up resumes from the last one. Returns the
+/// sequence applied.
+#[tracing::instrument(skip_all, err)]
+pub async fn catch_up(log: &dyn EventLog, model: &ReadModel, min_behind: Seq) -> Result<Seq, ProjectorError> {
+    let last = log.last_seq().await?;
+    let behind = last.saturating_sub(model.applied_seq());
+    if behind == 0 || behind < min_behind {
+        return Ok(model.applied_seq());
+    }
+    tracing::info!(from = model.applied_seq(), to = last, "read model far behind the log: catching up in bulk");
+    let caught_up = bulk_until(log, model, last).await;
+    model.finish_bulk();
+    caught_up
+}
+
+async fn bulk_until(log: &dyn EventLog, model: &ReadModel, last: Seq) -> Result<Seq, ProjectorError> {
+    let mut applied = model.applied_seq();
+    while applied < last {
+        let events = log.read(applied + 1, REPLAY_BATCH).await?;
+        if events.is_empty() {
+            break;
+        }
+        applied = model.apply_bulk(&events)?;
+    }
+    Ok(applied)
 }

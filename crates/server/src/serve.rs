@@ -11,7 +11,7 @@ use segmentd_log_nats::{NatsConfig, NatsLog};
 use segmentd_proto::v1::commands_server::CommandsServer;
 use segmentd_proto::v1::queries_server::QueriesServer;
 use segmentd_proto::v1::replay_server::ReplayServer;
-use segmentd_readmodel::{Clock, PastModels, ReadModel, run_membership_clock, run_projector};
+use segmentd_readmodel::{CATCH_UP_MIN, Clock, PastModels, ReadModel, run_membership_clock, run_projector};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -309,6 +309,11 @@ async fn serve_parts(
     let (model, projector, past) = match &log {
         Some(log) if config.roles.queries => {
             let model = open_model()?;
+            // Far behind the log (a first start over a long log, a dropped
+            // model): catch up in bulk while nobody reads the model yet.
+            if let Err(e) = segmentd_readmodel::catch_up(&**log, &model, CATCH_UP_MIN).await {
+                tracing::warn!(error = %e, "bulk catch-up stopped early; the projector goes on event by event");
+            }
             // Watching before the projector starts, so it misses nothing.
             let watch = nats
                 .filter(|_| !config.membership_subject.is_empty())

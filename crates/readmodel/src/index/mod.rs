@@ -86,24 +86,67 @@ impl ContactIndex {
     /// loading from sled does.
     pub(crate) fn build(rows: &[Option<StoredContact>]) -> Self {
         let mut index = ContactIndex::default();
-        let live = || rows.iter().enumerate().filter_map(|(row, c)| Some((row as u32, c.as_ref()?.fields())));
-        index.live = RoaringBitmap::from_sorted_iter(live().map(|(row, _)| row)).expect("rows ascend");
-        // Numbers are gathered one field at a time (a field's values are
-        // read once per bit) so that only one field's worth is held at once.
-        for (field, ordered) in &mut index.ordered {
-            let values: Vec<(u32, i64)> =
-                live().filter_map(|(row, c)| Some((row, ordered_value(c.value(field))?))).collect();
-            *ordered = OrderedIndex::build(&values);
+        index.fill(rows, true);
+        index
+    }
+
+    /// Rebuilds everything but the email entries from `rows`: the end of a
+    /// bulk replay, which kept only those (`insert_email`, `remove_email`)
+    /// because they are the email → row lookup.
+    pub(crate) fn rebuild_keeping_emails(&mut self, rows: &[Option<StoredContact>]) {
+        let mut fresh = ContactIndex::with_column_after(self.column_after);
+        for ((field, kept), (_, new)) in self.text.iter_mut().zip(&mut fresh.text) {
+            if *field == Field::Email {
+                std::mem::swap(kept, new);
+            }
         }
+        fresh.fill(rows, false);
+        *self = fresh;
+    }
+
+    /// Adds every contact of `rows` (to an empty index), reading each
+    /// contact's fields once; emails too when `emails`.
+    fn fill(&mut self, rows: &[Option<StoredContact>], emails: bool) {
+        let live = || rows.iter().enumerate().filter_map(|(row, c)| Some((row as u32, c.as_ref()?)));
+        self.live = RoaringBitmap::from_sorted_iter(live().map(|(row, _)| row)).expect("rows ascend");
+        // Numbers go to the columns the ordered indexes keep anyway; their
+        // bit slices are built from those at the end, by appending.
+        let mut numbers: Vec<(RoaringBitmap, Vec<i64>)> =
+            self.ordered.iter().map(|_| (RoaringBitmap::new(), vec![0; rows.len()])).collect();
         for (row, c) in live() {
-            for (field, text) in &mut index.text {
-                text.insert(row, text_value(&c, field));
+            let c = c.fields();
+            for ((field, _), (present, column)) in self.ordered.iter().zip(&mut numbers) {
+                if let Some(v) = ordered_value(c.value(field)) {
+                    present.push(row);
+                    column[row as usize] = v;
+                }
+            }
+            for (field, text) in &mut self.text {
+                if emails || *field != Field::Email {
+                    text.insert(row, text_value(&c, field));
+                }
             }
             for (name, value) in c.customs() {
-                index.custom_mut(name).insert(row, value);
+                self.custom_mut(name).insert(row, value);
             }
         }
-        index
+        for ((_, ordered), (present, column)) in self.ordered.iter_mut().zip(numbers) {
+            *ordered = OrderedIndex::from_column(&present, column);
+        }
+    }
+
+    /// Only the email entry of a contact (the row lookup), during a bulk replay.
+    pub(crate) fn insert_email(&mut self, row: u32, email: &str) {
+        self.emails_mut().insert(row, email);
+    }
+
+    /// Only the email entry of a contact, during a bulk replay.
+    pub(crate) fn remove_email(&mut self, row: u32, email: &str) {
+        self.emails_mut().remove(row, email);
+    }
+
+    fn emails_mut(&mut self) -> &mut TextIndex {
+        self.text.iter_mut().find(|(f, _)| *f == Field::Email).map(|(_, t)| t).expect("email is a built-in text field")
     }
 
     /// Every row holding a contact.

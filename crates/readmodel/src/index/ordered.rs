@@ -30,13 +30,11 @@ impl Default for OrderedIndex {
 }
 
 impl OrderedIndex {
-    /// The index of `values`, (row, value) in ascending row order.
-    pub(crate) fn build(values: &[(u32, i64)]) -> Self {
-        let mut index = OrderedIndex { bits: BitSliced::build(values.iter().copied()), ..OrderedIndex::default() };
-        for &(row, v) in values {
-            index.set(row, v);
-        }
-        index
+    /// The index of the values in `column` of the rows in `present` (what
+    /// `column` holds for other rows does not matter).
+    pub(crate) fn from_column(present: &RoaringBitmap, column: Vec<i64>) -> Self {
+        let bits = BitSliced::build(present.iter().map(|row| (row, column[row as usize])));
+        OrderedIndex { bits, column, column_min: COLUMN_MIN }
     }
 
     pub(crate) fn insert(&mut self, row: u32, v: i64) {

@@ -128,6 +128,13 @@ impl Feed {
         self.end.send_replace((end, false));
     }
 
+    /// Changes up to `seq` were applied without being fed (a bulk replay):
+    /// a watch from before it is refused like one from before the feed began.
+    pub(crate) fn skip_to(&self, seq: Seq) {
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        ring.covered_from = ring.covered_from.max(seq + 1);
+    }
+
     /// Ends every watch (at shutdown): their streams finish.
     pub(crate) fn close(&self) {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
