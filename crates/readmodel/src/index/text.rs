@@ -66,7 +66,9 @@ impl TextIndex {
                 }
             }
         }
-        self.present.insert(row);
+        if !self.present.push(row) {
+            self.present.insert(row);
+        }
     }
 
     /// The column of the values held now, laid out in row order.
