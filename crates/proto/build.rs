@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     tonic_prost_build::configure()
+        // Requests that do not decode are INVALID_ARGUMENT (see src/codec.rs).
+        .codec_path("crate::codec::RequestCodec")
         .file_descriptor_set_path(out.join("segments_v1_descriptor.bin"))
         .compile_with_config(config, &[file], std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());

@@ -14,5 +14,7 @@ pub mod segments {
 
 pub use segments::v1;
 
+pub mod codec;
+
 /// For tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("segments_v1_descriptor");
