@@ -470,7 +470,12 @@ async fn serve_parts(
     }
     let router = builder
         .tcp_nodelay(true)
-        // Outermost, so refusals by auth are measured too.
+        // Outermost: every refusal, auth's too, gets a bounded message.
+        .layer(tower::util::MapResponseLayer::new(|mut answer: http::Response<tonic::body::Body>| {
+            crate::status::bound_message(answer.headers_mut());
+            answer
+        }))
+        // Outside auth, so refusals by auth are measured too.
         .layer(crate::metrics::RpcMetricsLayer::new(Arc::clone(&metrics)))
         .layer(AuthLayer::new(config.api_keys.clone()))
         .add_service(health)

@@ -143,3 +143,61 @@ pub fn log(e: LogError) -> Status {
         }
     }
 }
+
+/// Longest `grpc-message` the server sends, in bytes of its percent-encoded
+/// form. Messages quote the offending input ("unknown field \"…\"") and
+/// the input may be megabytes long; clients refuse headers past a few
+/// kilobytes (hyper's default: 16 KiB for all of them) and drop the whole
+/// connection, so the answer, and every call sharing the connection, would
+/// be lost.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Cuts an over-long `grpc-message` of a trailers-only answer (every
+/// refusal before a reply or stream starts) to [`MAX_MESSAGE_BYTES`] and
+/// marks the cut with `…`. A tower layer applies it to every answer.
+pub fn bound_message(headers: &mut http::HeaderMap) {
+    let Some(value) = headers.get("grpc-message") else { return };
+    let bytes = value.as_bytes();
+    if bytes.len() <= MAX_MESSAGE_BYTES {
+        return;
+    }
+    let mut cut = MAX_MESSAGE_BYTES;
+    // Never split a %XX escape (the value is percent-encoded).
+    if let Some(percent) = bytes[cut - 2..cut].iter().position(|&b| b == b'%') {
+        cut = cut - 2 + percent;
+    }
+    let mut bounded = bytes[..cut].to_vec();
+    bounded.extend_from_slice(b"%E2%80%A6");
+    if let Ok(value) = http::HeaderValue::from_bytes(&bounded) {
+        headers.insert("grpc-message", value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message_after(raw: &str) -> String {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-message", http::HeaderValue::from_str(raw).unwrap());
+        bound_message(&mut headers);
+        headers["grpc-message"].to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn long_messages_are_cut_and_marked_and_short_ones_kept() {
+        assert_eq!(message_after("name: too long"), "name: too long");
+        let long = "x".repeat(70_000);
+        let cut = message_after(&long);
+        assert_eq!(cut.len(), MAX_MESSAGE_BYTES + "%E2%80%A6".len());
+        assert!(cut.ends_with("x%E2%80%A6"), "{}", &cut[cut.len() - 20..]);
+        // An escape across the limit is dropped whole, never split.
+        for shift in 0..3 {
+            let raw = format!("{}{}", "y".repeat(MAX_MESSAGE_BYTES - shift), "%22".repeat(100));
+            let cut = message_after(&raw);
+            let kept = cut.strip_suffix("%E2%80%A6").unwrap();
+            assert!(kept.len() <= MAX_MESSAGE_BYTES);
+            assert!(kept.ends_with('y') || kept.ends_with("%22"), "{shift}: {}", &kept[kept.len() - 6..]);
+        }
+    }
+}
