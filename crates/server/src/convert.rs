@@ -6,7 +6,7 @@ use segmentd_domain::contact::{FieldValue, MAX_EMAIL_LEN};
 use segmentd_domain::contact_decide::{ContactPatch, FieldInput};
 use segmentd_domain::criteria::{Condition, Operator, Value};
 use segmentd_domain::event::{Activity, JobKind};
-use segmentd_domain::segment::{SegmentCatalog, SegmentDef};
+use segmentd_domain::segment::{MAX_SEGMENT_NAME_LEN, SegmentCatalog, SegmentDef};
 use segmentd_domain::versions::SegmentVersion;
 use segmentd_domain::{Contact, Criteria, Decimal, Email, Field, Timestamp};
 use segmentd_proto::v1 as pb;
@@ -246,9 +246,28 @@ pub fn segment_ref<'a>(field: &str, r: Option<&'a pb::SegmentRef>) -> Result<Seg
         Some(pb::segment_ref::By::Id(0)) | None => Err(bad(format!("{field}: give a segment id or name"))),
         Some(pb::segment_ref::By::Id(id)) => Ok(SegmentLookup::Id(*id)),
         Some(pb::segment_ref::By::Name(n)) if n.trim().is_empty() => Err(bad(format!("{field}: the name is empty"))),
+        // Longer than any segment name can be: a mistake, not a name that
+        // might exist (and a filter by it must not quietly match nothing).
+        Some(pb::segment_ref::By::Name(n)) if n.trim().chars().count() > MAX_SEGMENT_NAME_LEN => {
+            Err(bad(format!("{field}: a segment name has at most {MAX_SEGMENT_NAME_LEN} characters")))
+        }
         Some(pb::segment_ref::By::Name(n)) => Ok(SegmentLookup::Name(n.trim())),
     }
 }
+
+/// Most references (topics, segments, event types) one request may list.
+pub const MAX_REFS: usize = 1000;
+
+/// Refuses a list of references longer than [`MAX_REFS`].
+pub fn at_most_refs<T>(field: &str, items: &[T]) -> Result<(), BadRequest> {
+    if items.len() > MAX_REFS {
+        return Err(bad(format!("{field}: at most {MAX_REFS} per request, not {}", items.len())));
+    }
+    Ok(())
+}
+
+/// Longest actor name a filter may give; key names are shorter.
+pub const MAX_ACTOR_LEN: usize = 256;
 
 /// The clock relative conditions use: `at` when given, else now.
 pub fn clock(raw: &str) -> Result<Timestamp, BadRequest> {

@@ -117,6 +117,7 @@ impl CommandsService {
         if refs.is_empty() {
             return Err(Status::invalid_argument("topics: give at least one topic"));
         }
+        convert::at_most_refs("topics", refs)?;
         let catalog = self.catalog(org).await?;
         refs.iter()
             .enumerate()

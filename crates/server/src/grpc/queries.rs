@@ -324,6 +324,9 @@ impl Queries for QueriesService {
             Some(r) => Some(convert::segment_ref("segment", Some(r))?),
         };
         let actor = req.actor.trim();
+        if actor.len() > convert::MAX_ACTOR_LEN {
+            return Err(Status::invalid_argument(format!("actor: at most {} bytes", convert::MAX_ACTOR_LEN)));
+        }
         Ok(self.model.read(&org, |view, sequence| {
             let mut resets: Vec<&JobView> = view
                 .jobs()
@@ -683,6 +686,7 @@ impl Queries for QueriesService {
     ) -> Result<Response<Self::WatchMembershipStream>, Status> {
         let org = self.prepare(&request, 0).await?;
         let req = request.into_inner();
+        convert::at_most_refs("segments", &req.segments)?;
         let lookups = req
             .segments
             .iter()

@@ -70,6 +70,7 @@ pub fn replay_filter(org: &str, req: &pb::ReplayEventsRequest) -> Result<ReplayF
             _ => return Err(bad(format!("aggregate_id: a list's id is a positive number, not {raw:?}"))),
         },
     };
+    convert::at_most_refs("event_types", &req.event_types)?;
     let event_types = req
         .event_types
         .iter()
