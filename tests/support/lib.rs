@@ -151,3 +151,68 @@ pub async fn call_empty(channel: &Channel, path: &str, key: Option<&str>) -> Res
     let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).expect("a method path");
     grpc.server_streaming(request, path, codec).await.map(drop)
 }
+
+/// Calls the RPC at `path` with `body` as the request's protobuf bytes, as
+/// they are (so a test can send what no typed client would: invalid UTF-8,
+/// unknown enum numbers, nesting past the decoder's limit), and awaits the
+/// first answer: the reply of a unary RPC, the first message or the error
+/// of a stream. A stream that stays open without a message for `patience`
+/// counts as answered (watch streams wait for changes).
+pub async fn call_raw(
+    channel: &Channel,
+    path: &str,
+    body: Vec<u8>,
+    patience: std::time::Duration,
+) -> Result<(), tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).expect("a method path");
+    // A unary RPC answers a server-streaming call with one message: the
+    // same wire exchange.
+    let mut stream = grpc.server_streaming(tonic::Request::new(body), path, RawCodec).await?.into_inner();
+    match tokio::time::timeout(patience, stream.message()).await {
+        Ok(answer) => answer.map(drop),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Sends bytes as they are; reads and drops the answers' bytes.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut as _;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = ();
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+        use prost::bytes::Buf as _;
+        src.advance(src.remaining());
+        Ok(Some(()))
+    }
+}
