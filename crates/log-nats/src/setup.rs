@@ -43,7 +43,12 @@ pub(crate) fn desired(config: &NatsConfig) -> Config {
 /// Creates the stream or verifies (and tightens) the existing one.
 pub(crate) async fn ensure_stream(js: &Context, config: &NatsConfig) -> Result<Stream, LogError> {
     let want = desired(config);
-    for _ in 0..3 {
+    // A cluster that has just started answers "no suitable peers" until its
+    // metadata leader has heard from enough servers for the replicas.
+    let placement_deadline = tokio::time::Instant::now() + config.append_timeout;
+    let mut attempts = 0;
+    while attempts < 3 {
+        attempts += 1;
         match js.get_stream(&config.stream).await {
             Ok(stream) => {
                 let have = stream.cached_info().config.clone();
@@ -64,6 +69,15 @@ pub(crate) async fn ensure_stream(js: &Context, config: &NatsConfig) -> Result<S
                     // Another node created it in the meantime: verify that one.
                     Err(e) if matches!(e.kind(), CreateStreamErrorKind::JetStream(ref js) if js.error_code() == ErrorCode::STREAM_NAME_EXIST) =>
                     {
+                        continue;
+                    }
+                    Err(e)
+                        if matches!(e.kind(), CreateStreamErrorKind::JetStream(ref js) if js.error_code() == ErrorCode::CLUSTER_NO_PEERS)
+                            && tokio::time::Instant::now() < placement_deadline =>
+                    {
+                        tracing::info!(stream = %config.stream, error = %e, "the cluster cannot place the stream yet; asking again");
+                        attempts -= 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                         continue;
                     }
                     Err(e) => return Err(unavailable(&format!("creating stream {}", config.stream), e)),
