@@ -552,6 +552,23 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
             let values: Vec<(String, u64)> = values.into_iter().map(|v| (v.value, v.count)).collect();
             assert_eq!(values, [(me.city.to_owned(), 2)], "{path}");
         }
+        "ExplainMembership" => {
+            use pb::explain_membership_request::Contact;
+            let ask = |segment: &str, email: &str| pb::ExplainMembershipRequest {
+                segment: by_name(segment),
+                contact: Some(Contact::Email(email.into())),
+                min_sequence: seq,
+                ..Default::default()
+            };
+            let e = q.explain_membership(with_key(key, ask("de", "shared@example.com"))).await.unwrap().into_inner();
+            assert!(e.member, "{path}");
+            let since = e.since.unwrap();
+            assert!(since.actor.starts_with(me.org), "{path}: the cause is my org's event: {since:?}");
+            let e = q.explain_membership(with_key(key, ask("de", other.email))).await.unwrap_err();
+            assert_eq!(e.code(), Code::NotFound, "{path}");
+            let e = q.explain_membership(with_key(key, ask(other.own_segment, me.email))).await.unwrap_err();
+            assert_eq!(e.code(), Code::NotFound, "{path}");
+        }
         "ListSegmentVersions" => {
             let req = pb::ListSegmentVersionsRequest { segment: by_name("de"), min_sequence: seq };
             let versions = q.list_segment_versions(with_key(key, req)).await.unwrap().into_inner().versions;

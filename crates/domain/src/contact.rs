@@ -239,6 +239,18 @@ pub enum FieldValue<'a> {
 }
 
 impl FieldValue<'_> {
+    /// The value in the text form the API reads and writes (integers and
+    /// decimals as digits, instants as RFC 3339 UTC); `None` when empty.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            FieldValue::Text("") => None,
+            FieldValue::Text(s) => Some((*s).to_owned()),
+            FieldValue::Integer(v) => v.map(|v| v.to_string()),
+            FieldValue::Decimal(v) => v.map(|v| v.to_string()),
+            FieldValue::Time(v) => v.map(|v| v.to_string()),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         match self {
             FieldValue::Text(s) => s.is_empty(),

@@ -14,6 +14,7 @@ pub mod criteria;
 pub mod decimal;
 pub mod error;
 pub mod event;
+pub mod explain;
 pub mod job;
 pub mod segment;
 pub mod time;

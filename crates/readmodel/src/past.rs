@@ -69,6 +69,11 @@ pub struct PastModels {
 }
 
 impl PastModels {
+    /// The log past states are rebuilt from.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
     /// Keeps up to `capacity` past states (each as large in memory as the
     /// live model was at that point); 0 keeps none and rebuilds every time.
     pub fn new(log: Arc<dyn EventLog>, capacity: usize) -> Self {

@@ -192,6 +192,7 @@ rpcs! {
     commands.rollback_segment(pb::RollbackSegmentRequest) -> pb::SegmentReply;
     queries.list_segment_versions(pb::ListSegmentVersionsRequest) -> pb::ListSegmentVersionsReply;
     queries.diff_segment_versions(pb::DiffSegmentVersionsRequest) -> pb::SegmentVersionDiff;
+    queries.explain_membership(pb::ExplainMembershipRequest) -> pb::MembershipExplanation;
     commands.record_activity(pb::RecordActivityRequest) -> pb::RecordActivityReply;
     queries.get_job(pb::GetJobRequest) -> pb::Job;
     queries.list_score_resets(pb::ListScoreResetsRequest) -> pb::ListScoreResetsReply;

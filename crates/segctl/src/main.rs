@@ -11,6 +11,7 @@
 
 mod client;
 mod events;
+mod explain;
 mod import;
 mod jobs;
 mod ops;
@@ -335,6 +336,22 @@ enum SegmentsCommand {
     Ops(ops::SegmentOps),
     #[command(flatten)]
     Versions(versions::VersionOps),
+    /// Whether a contact is a member and why: the criteria tree with the
+    /// contact's values and ✓/✗ per condition, and the event since when.
+    #[command(group(ArgGroup::new("who").required(true).args(["contact", "contact_id"])))]
+    Explain {
+        #[arg(value_name = "NAME|ID")]
+        segment: String,
+        /// The contact's email.
+        #[arg(long, value_name = "EMAIL")]
+        contact: Option<String>,
+        /// The contact's contact_id field instead.
+        #[arg(long, value_name = "N")]
+        contact_id: Option<i64>,
+        /// Measure relative conditions from this RFC 3339 instant [default: now].
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+    },
     /// List a segment's members, one per line (text: tab-separated; json: JSON lines).
     Members {
         #[arg(value_name = "NAME|ID")]
@@ -600,6 +617,9 @@ async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::R
         }
         SegmentsCommand::Ops(op) => ops::segment_op(api, out, op).await?,
         SegmentsCommand::Versions(op) => versions::version_op(api, out, op).await?,
+        SegmentsCommand::Explain { segment, contact, contact_id, at } => {
+            explain::explain(api, out, &segment, explain::Who { email: contact, contact_id, at }).await?;
+        }
         SegmentsCommand::Members { segment, limit, page_size, fields, read, past } => {
             let page_size = page_size.unwrap_or(default_page_size(limit));
             members(api, out, &segment, (limit, page_size), &fields, read, past.as_of()).await?;
@@ -742,6 +762,9 @@ mod tests {
         );
         assert!(parse(&["jobs", "cancel", "reset-q2", "--reason", "wrong segment"]).is_ok());
         assert!(parse(&["segments", "versions", "germany"]).is_ok());
+        assert!(parse(&["segments", "explain", "germany", "--contact", "a@x.com"]).is_ok());
+        assert!(parse(&["segments", "explain", "germany", "--contact-id", "7"]).is_ok());
+        assert!(parse(&["segments", "explain", "germany"]).is_err(), "a contact is needed");
         assert!(parse(&["segments", "diff", "germany", "1"]).is_ok());
         assert!(parse(&["segments", "diff", "germany", "1", "3"]).is_ok());
         assert!(parse(&["segments", "rollback", "germany", "--to-version", "0"]).is_err());

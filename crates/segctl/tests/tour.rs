@@ -278,3 +278,29 @@ async fn the_readme_history_and_rollback_section_works() {
     .unwrap();
     served.stop().await.unwrap();
 }
+
+/// The README's explain example with the binary, on the demo data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_explain_example_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    config.demo = true;
+    let served = segmentd_server::serve(config).await.unwrap();
+    let server = format!("http://{}", served.addr);
+    tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| stdout(&segctl(&server, args));
+        let first = run(&["--output", "json", "segments", "members", "germany", "--limit", "1"]);
+        let member: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+        let email = member["email"].as_str().unwrap().to_owned();
+        let text = run(&["segments", "explain", "germany", "--contact", &email]);
+        assert!(text.starts_with(&format!("{email} is a member of \"germany\"")), "{text}");
+        assert!(text.contains("✓ country = \"DE\"    [country = DE]"), "{text}");
+        assert!(text.contains("since: sequence "), "{text}");
+        let json = run(&["--output", "json", "segments", "explain", "germany", "--contact", &email]);
+        let json: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(json["member"], true, "{json}");
+    })
+    .await
+    .unwrap();
+    served.stop().await.unwrap();
+}

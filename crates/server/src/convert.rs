@@ -2,10 +2,11 @@
 //! don't validate); every error names the request field that was wrong.
 
 use segmentd_domain::catalog::{CampaignDef, ListDef, TopicDef, parse_name};
-use segmentd_domain::contact::{FieldValue, MAX_EMAIL_LEN};
+use segmentd_domain::contact::MAX_EMAIL_LEN;
 use segmentd_domain::contact_decide::{ContactPatch, FieldInput};
 use segmentd_domain::criteria::{Condition, Operator, Value};
 use segmentd_domain::event::{Activity, JobKind};
+use segmentd_domain::explain::Explained;
 use segmentd_domain::segment::{MAX_SEGMENT_NAME_LEN, SegmentCatalog, SegmentDef};
 use segmentd_domain::versions::SegmentVersion;
 use segmentd_domain::{Contact, Criteria, Decimal, Email, Field, Timestamp};
@@ -49,22 +50,11 @@ pub fn contact_patch(index: usize, input: &pb::ContactInput) -> Result<ContactPa
     Ok(ContactPatch { email, set })
 }
 
-/// A field's value in the text form ContactInput uses; `None` when empty.
-pub fn field_text(value: FieldValue<'_>) -> Option<String> {
-    match value {
-        FieldValue::Text("") => None,
-        FieldValue::Text(s) => Some(s.to_owned()),
-        FieldValue::Integer(v) => v.map(|v| v.to_string()),
-        FieldValue::Decimal(v) => v.map(|v| v.to_string()),
-        FieldValue::Time(v) => v.map(|v| v.to_string()),
-    }
-}
-
 pub fn contact(c: &Contact) -> pb::Contact {
     let mut fields: std::collections::HashMap<String, String> = Field::BUILTIN
         .iter()
         .filter(|f| **f != Field::Email)
-        .filter_map(|f| field_text(c.value(f)).map(|v| (f.to_string(), v)))
+        .filter_map(|f| c.value(f).text().map(|v| (f.to_string(), v)))
         .collect();
     for (k, v) in &c.custom {
         fields.insert(Field::Custom(k.clone()).to_string(), v.clone());
@@ -575,6 +565,56 @@ pub fn job(j: &JobView) -> pb::Job {
         cancelled_by: j.cancel.as_ref().map(|c| c.actor.clone()).unwrap_or_default(),
         cancel_requested_at: j.cancel.as_ref().map(|c| c.at.to_string()).unwrap_or_default(),
         cancel_reason: j.cancel.as_ref().map(|c| c.reason.clone()).unwrap_or_default(),
+    }
+}
+
+pub fn explanation(e: &crate::explain::Explanation) -> pb::MembershipExplanation {
+    use crate::explain::Cause;
+    let since = e.since.as_ref().map(|cause| {
+        let (kind, rec) = match cause {
+            Cause::ContactChanged(rec) => (pb::MembershipCause::ContactChanged, Some(rec)),
+            Cause::SegmentDefined(rec) => (pb::MembershipCause::SegmentDefined, Some(rec)),
+            Cause::TimePassed(rec) => (pb::MembershipCause::TimePassed, rec.as_ref()),
+        };
+        pb::ExplainedSince {
+            cause: kind.into(),
+            sequence: rec.map_or(0, |r| r.seq),
+            event_type: rec.map(|r| r.envelope.event.type_name().to_owned()).unwrap_or_default(),
+            actor: rec.map(|r| r.envelope.actor.clone()).unwrap_or_default(),
+            time: rec.map(|r| r.envelope.time.to_string()).unwrap_or_default(),
+        }
+    });
+    pb::MembershipExplanation {
+        segment_id: e.segment.id,
+        segment_name: e.segment.name.clone(),
+        criteria_text: e.segment.criteria.clone(),
+        email: e.contact.email.clone(),
+        member: e.tree.result(),
+        tree: Some(explained(&e.tree)),
+        since,
+        history_note: e.history_note.clone(),
+        at: e.at.to_string(),
+        sequence: e.seq,
+    }
+}
+
+fn explained(node: &Explained) -> pb::ExplainedNode {
+    match node {
+        Explained::Group { kind, result, children } => pb::ExplainedNode {
+            kind: kind.as_str().to_owned(),
+            result: *result,
+            children: children.iter().map(explained).collect(),
+            ..Default::default()
+        },
+        Explained::Condition { condition, field, value, result } => pb::ExplainedNode {
+            kind: "condition".to_owned(),
+            result: *result,
+            condition: condition.clone(),
+            field: field.clone(),
+            value: value.clone().unwrap_or_default(),
+            has_value: value.is_some(),
+            children: Vec::new(),
+        },
     }
 }
 

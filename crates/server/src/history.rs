@@ -143,6 +143,10 @@ async fn replay_into(
 pub enum HistoryError {
     #[error("{0}")]
     NotFound(String),
+    /// The request names more than one thing; the message says how to
+    /// name one.
+    #[error("{0}")]
+    Ambiguous(String),
     #[error(transparent)]
     Log(#[from] LogError),
 }

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod convert;
 pub mod demo;
 pub mod event_json;
+pub mod explain;
 pub mod grpc;
 pub mod history;
 pub mod jobs;

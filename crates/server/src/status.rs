@@ -61,6 +61,7 @@ impl From<HistoryError> for Status {
     fn from(e: HistoryError) -> Status {
         match e {
             HistoryError::NotFound(msg) => Status::not_found(msg),
+            HistoryError::Ambiguous(msg) => Status::failed_precondition(msg),
             HistoryError::Log(l) => log(l),
         }
     }

@@ -103,6 +103,7 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
     ("/segments.v1.Queries/PreviewBulkSegments", READ),
     ("/segments.v1.Queries/ListSegmentVersions", READ),
     ("/segments.v1.Queries/DiffSegmentVersions", READ),
+    ("/segments.v1.Queries/ExplainMembership", READ),
     ("/segments.v1.Replay/ReplayEvents", HISTORY),
     ("/segments.v1.Replay/SegmentHistory", HISTORY),
     ("/segments.v1.Replay/ContactHistory", HISTORY),

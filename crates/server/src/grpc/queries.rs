@@ -4,6 +4,7 @@
 
 use crate::auth::ApiKeys;
 use crate::convert;
+use crate::explain::ContactRef;
 use segmentd_domain::catalog::MAX_BULK_SEGMENTS;
 use segmentd_domain::{Criteria, Timestamp};
 use segmentd_proto::v1 as pb;
@@ -604,6 +605,26 @@ impl Queries for QueriesService {
                 sequence,
             }))
         })
+    }
+
+    async fn explain_membership(
+        &self,
+        request: Request<pb::ExplainMembershipRequest>,
+    ) -> Result<Response<pb::MembershipExplanation>, Status> {
+        use pb::explain_membership_request::Contact as By;
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let req = request.get_ref();
+        let lookup = convert::segment_ref("segment", req.segment.as_ref())?;
+        let contact = match &req.contact {
+            Some(By::Email(email)) => ContactRef::Email(convert::email("email", email)?),
+            Some(By::ContactId(id)) => ContactRef::Id(*id),
+            None => return Err(Status::invalid_argument("contact: give the contact's email or contact_id")),
+        };
+        let at = self.at(&req.at)?;
+        let log = self.past.as_ref().map(|p| Arc::clone(p.log()));
+        let explanation =
+            crate::explain::explain_membership(&self.model, log.as_deref(), &org, lookup, contact, at).await?;
+        Ok(Response::new(convert::explanation(&explanation)))
     }
 
     async fn list_segment_versions(
