@@ -13,7 +13,6 @@ use segmentd_domain::segment::SegmentDef;
 use segmentd_domain::{AggregateId, Contact, Criteria, Email, Timestamp};
 use segmentd_log::{EventLog, Recorded, Seq};
 use segmentd_readmodel::{ReadModel, SegmentLookup};
-use std::sync::Arc;
 
 /// Which contact to explain.
 #[derive(Clone, Debug)]
@@ -37,7 +36,7 @@ pub enum Cause {
 
 pub struct Explanation {
     pub segment: SegmentDef,
-    pub contact: Arc<Contact>,
+    pub contact: Contact,
     pub tree: Explained,
     /// `None`: never a member, or no history (see `history_note`).
     pub since: Option<Cause>,
@@ -66,14 +65,13 @@ pub async fn explain_membership(
         let contact = match &contact {
             ContactRef::Email(email) => view
                 .contact(email.as_str())
-                .cloned()
                 .ok_or_else(|| HistoryError::NotFound(format!("contact {email} does not exist")))?,
             ContactRef::Id(id) => {
                 let by_id = Criteria::parse(&format!("contact_id = {id}")).expect("an integer condition parses");
                 let mut found = view.member_contacts(&by_id, at);
                 match found.len() {
                     0 => return Err(HistoryError::NotFound(format!("no contact has contact_id {id}"))),
-                    1 => found.remove(0),
+                    1 => found.remove(0).to_contact(),
                     n => {
                         return Err(HistoryError::Ambiguous(format!(
                             "contact_id: {n} contacts have contact_id {id}; name the contact by email"
