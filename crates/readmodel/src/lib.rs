@@ -13,6 +13,7 @@
 //! projector only sees the `EventLog` port.
 
 mod clock;
+mod export;
 mod index;
 mod jobs;
 mod membership;
@@ -23,6 +24,7 @@ mod store;
 mod stored;
 
 pub use clock::Clock;
+pub use export::TimeWindow;
 pub use jobs::{AffectedContact, CancelRequest, JobNotice, JobStatus, JobView};
 pub use membership::{Cause, ChangeRecord, FeedError, MemberChange, Watch, WatchFilter, run_membership_clock};
 pub use model::{Members, OrgView, ReadModel, ReadModelError, SegmentLookup, VersionMeta};

@@ -11,7 +11,9 @@ use segmentd_domain::segment::{MAX_SEGMENT_NAME_LEN, SegmentCatalog, SegmentDef}
 use segmentd_domain::versions::SegmentVersion;
 use segmentd_domain::{Contact, Criteria, Decimal, Email, Field, Timestamp};
 use segmentd_proto::v1 as pb;
-use segmentd_readmodel::{AffectedContact, Cause, ChangeRecord, JobStatus, JobView, SegmentLookup, Until, VersionMeta};
+use segmentd_readmodel::{
+    AffectedContact, Cause, ChangeRecord, JobStatus, JobView, SegmentLookup, TimeWindow, Until, VersionMeta,
+};
 use std::sync::Arc;
 
 /// A request field that could not be parsed; the message names it.
@@ -229,6 +231,49 @@ pub fn find_campaign<'c>(catalog: &'c SegmentCatalog, l: &Lookup<'_>) -> Option<
 /// A contact field named in a request (e.g. "country", "custom.plan").
 pub fn field(name: &str, raw: &str) -> Result<Field, BadRequest> {
     Field::parse(raw.trim()).map_err(|e| bad(format!("{name}: {e}")))
+}
+
+/// The most columns an export may name.
+pub const MAX_EXPORT_FIELDS: usize = 100;
+
+/// The columns of an export: contact fields, each once; none named means
+/// every built-in field, in the column order of an import file.
+pub fn export_fields(raw: &[String]) -> Result<Vec<Field>, BadRequest> {
+    if raw.is_empty() {
+        return Ok(Field::BUILTIN.to_vec());
+    }
+    if raw.len() > MAX_EXPORT_FIELDS {
+        return Err(bad(format!("fields: at most {MAX_EXPORT_FIELDS} columns, not {}", raw.len())));
+    }
+    let mut fields: Vec<Field> = Vec::with_capacity(raw.len());
+    for (i, name) in raw.iter().enumerate() {
+        let f = field(&format!("fields[{i}]"), name)?;
+        if fields.contains(&f) {
+            return Err(bad(format!("fields[{i}]: {f} is named twice")));
+        }
+        fields.push(f);
+    }
+    Ok(fields)
+}
+
+/// An export's date filter: which members by when they were added or last
+/// updated; `None` for all of them.
+pub fn export_window(
+    filter: Option<&pb::export_contacts_request::DateFilter>,
+) -> Result<Option<TimeWindow>, BadRequest> {
+    use pb::export_contacts_request::DateFilter;
+    let (name, field, range) = match filter {
+        None => return Ok(None),
+        Some(DateFilter::AddedBetween(r)) => ("added_between", Field::AddedAt, r),
+        Some(DateFilter::UpdatedBetween(r)) => ("updated_between", Field::UpdatedAt, r),
+    };
+    let from = instant(&format!("{name}.from"), &range.from)?;
+    let to = instant(&format!("{name}.to"), &range.to)?;
+    match (from, to) {
+        (None, None) => Err(bad(format!("{name}: give from, to or both (RFC 3339)"))),
+        (Some(f), Some(t)) if f > t => Err(bad(format!("{name}: from ({f}) is after to ({t})"))),
+        _ => Ok(Some(TimeWindow { field, from, to })),
+    }
 }
 
 pub fn segment_ref<'a>(field: &str, r: Option<&'a pb::SegmentRef>) -> Result<SegmentLookup<'a>, BadRequest> {

@@ -35,6 +35,7 @@ use segmentd_domain::contact::{Field, FieldKind};
 use segmentd_domain::criteria::{Criteria, Operator};
 use segmentd_domain::time::Timestamp;
 use segmentd_log::Seq;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -293,6 +294,15 @@ impl OrgView {
         match self.kept_members(id) {
             Some(rows) => rows.len(),
             None => self.count(criteria, at),
+        }
+    }
+
+    /// Every member row of saved segment `id` at `at`: its kept set when no
+    /// condition depends on the clock, else evaluated on the index.
+    pub(crate) fn segment_rows(&self, id: u64, criteria: &Criteria, at: Timestamp) -> Cow<'_, RoaringBitmap> {
+        match self.kept_members(id) {
+            Some(rows) => Cow::Borrowed(rows),
+            None => Cow::Owned(self.matching(criteria, at)),
         }
     }
 

@@ -104,6 +104,9 @@ pub const RPC_ROLES: &[(&str, &[Role])] = &[
     ("/segments.v1.Queries/ListSegmentVersions", READ),
     ("/segments.v1.Queries/DiffSegmentVersions", READ),
     ("/segments.v1.Queries/ExplainMembership", READ),
+    // Contacts' personal data in bulk: the readers of the read models
+    // (services, analysts); auditors read the audit trail, not contacts.
+    ("/segments.v1.Queries/ExportContacts", READ),
     ("/segments.v1.Replay/ReplayEvents", HISTORY),
     ("/segments.v1.Replay/SegmentHistory", HISTORY),
     ("/segments.v1.Replay/ContactHistory", HISTORY),

@@ -2,6 +2,7 @@
 //! parse the request → call the application → convert the answer.
 
 mod commands;
+mod export;
 mod queries;
 pub mod replay;
 

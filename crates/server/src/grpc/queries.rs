@@ -5,6 +5,7 @@
 use crate::auth::ApiKeys;
 use crate::convert;
 use crate::explain::ContactRef;
+use crate::grpc::export;
 use segmentd_domain::catalog::MAX_BULK_SEGMENTS;
 use segmentd_domain::{Criteria, Timestamp};
 use segmentd_proto::v1 as pb;
@@ -697,6 +698,41 @@ impl Queries for QueriesService {
                 sequence,
             }))
         })
+    }
+
+    type ExportContactsStream = export::ExportStream;
+
+    async fn export_contacts(
+        &self,
+        request: Request<pb::ExportContactsRequest>,
+    ) -> Result<Response<Self::ExportContactsStream>, Status> {
+        let org = self.prepare(&request, request.get_ref().min_sequence).await?;
+        let req = request.get_ref();
+        let lookup = convert::segment_ref("segment", req.segment.as_ref())?;
+        let fields = convert::export_fields(&req.fields)?;
+        let window = convert::export_window(req.date_filter.as_ref())?;
+        let pinned = convert::pinned_clock(&req.at)?;
+        let as_of = convert::as_of("as_of", req.as_of.as_ref())?;
+        let past = self.past_state(as_of).await?;
+        let at = clock_of(pinned, &past, self.model.clock());
+        // The snapshot is taken here, under the read lock, and only
+        // turned into text by the stream once the lock is released.
+        let snapshot = self.model_of(&past).read(&org, |view, sequence| {
+            let (id, criteria) = segment_criteria(view, lookup)?;
+            let contacts = view.export_members(id, &criteria, at, window.as_ref());
+            let header = pb::ExportHeader {
+                total: contacts.len() as u64,
+                sequence,
+                fields: fields.iter().map(ToString::to_string).collect(),
+                segment_id: id,
+                segment_name: view.segment(SegmentLookup::Id(id)).map(|s| s.name.clone()).unwrap_or_default(),
+                at: at.to_string(),
+            };
+            Ok((header, contacts))
+        });
+        let answer = snapshot
+            .map(|(header, contacts)| Response::new(export::stream(header, contacts, fields, self.shutdown.clone())));
+        mark_past(answer, &past)
     }
 
     type WatchMembershipStream = ReceiverStream<Result<pb::MembershipChanges, Status>>;
