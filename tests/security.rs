@@ -586,6 +586,41 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
             let d = q.diff_segment_versions(with_key(key, diff(by_name("de")))).await.unwrap().into_inner();
             assert!(d.to.unwrap().actor.starts_with(me.org), "{path}");
             let e = q.diff_segment_versions(with_key(key, diff(by_name(other.own_segment)))).await.unwrap_err();
+        "ExportContacts" => {
+            use pb::export_contacts_reply::Part;
+            for as_of in [None, as_of_now(seq)] {
+                let req = pb::ExportContactsRequest {
+                    segment: by_name("de"),
+                    fields: vec!["email".into(), "city".into()],
+                    min_sequence: seq,
+                    as_of: as_of.clone(),
+                    ..Default::default()
+                };
+                let mut stream = q.export_contacts(with_key(key, req)).await.unwrap().into_inner();
+                let mut total = None;
+                let mut rows = Vec::new();
+                while let Some(message) = stream.message().await.unwrap() {
+                    match message.part {
+                        Some(Part::Header(h)) => total = Some(h.total),
+                        Some(Part::Rows(r)) => rows.extend(r.rows.into_iter().map(|r| r.values)),
+                        None => panic!("{path}: an empty message"),
+                    }
+                }
+                assert_eq!(total, Some(rows.len() as u64), "{path} as of {as_of:?}");
+                // Other arms (WatchMembership) may have added German contacts
+                // to both orgs by now; none of the other org's may show.
+                let emails: BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+                assert!(emails.contains(me.email) && emails.contains("shared@example.com"), "{path}: {emails:?}");
+                assert!(emails.iter().all(|e| *e != other.email && !e.contains(other.org)), "{path}: {emails:?}");
+                let cities_ok = rows.iter().all(|r| r[1].is_empty() || r[1] == me.city);
+                assert!(cities_ok, "{path} as of {as_of:?}: {rows:?}");
+            }
+            let req = pb::ExportContactsRequest {
+                segment: by_name(other.own_segment),
+                min_sequence: seq,
+                ..Default::default()
+            };
+            let e = q.export_contacts(with_key(key, req)).await.unwrap_err();
             assert_eq!(e.code(), Code::NotFound, "{path}");
         }
         _ => panic!(

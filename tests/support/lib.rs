@@ -11,6 +11,7 @@ use segmentd_proto::v1::queries_client::QueriesClient;
 use segmentd_server::auth::ApiKeys;
 use segmentd_server::{ServeConfig, Served};
 use std::path::Path;
+use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint};
 
 pub struct TestServer {
@@ -47,6 +48,48 @@ pub async fn start_config(config: ServeConfig) -> TestServer {
     }
 }
 
+/// A server on one backend with everything it owns. Fields drop in order:
+/// the server before the log it uses, the directory last.
+pub struct OnBackend {
+    pub server: TestServer,
+    pub nats: Option<NatsServer>,
+    pub dir: TempDir,
+}
+
+/// Starts a server on `backend` in a fresh directory; `adjust` may change
+/// its configuration (keys, clock) first.
+pub async fn start_on(backend: Backend, adjust: impl FnOnce(&mut ServeConfig)) -> OnBackend {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let nats = backend.log_server().await;
+    let mut config = config_on(dir.path(), nats.as_ref());
+    adjust(&mut config);
+    OnBackend { server: start_config(config).await, nats, dir }
+}
+
+/// One `#[tokio::test]` per scenario and backend: `embedded::<scenario>` and
+/// `nats::<scenario>`; each scenario is an `async fn(Backend)`.
+#[macro_export]
+macro_rules! on_both_logs {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::Backend::Embedded).await;
+                }
+            )*
+        }
+        mod nats {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::Backend::Nats).await;
+                }
+            )*
+        }
+    };
+}
+
 impl TestServer {
     pub async fn last_seq(&self) -> u64 {
         self.served.log.as_ref().expect("the server has a log").last_seq().await.expect("log readable")
@@ -54,7 +97,7 @@ impl TestServer {
 }
 
 /// The event logs a black-box scenario can run on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// The embedded file log under the server's data directory.
     Embedded,
