@@ -586,6 +586,8 @@ async fn check_isolation(s: &mut TestServer, path: &str, me: &OrgData, other: &O
             let d = q.diff_segment_versions(with_key(key, diff(by_name("de")))).await.unwrap().into_inner();
             assert!(d.to.unwrap().actor.starts_with(me.org), "{path}");
             let e = q.diff_segment_versions(with_key(key, diff(by_name(other.own_segment)))).await.unwrap_err();
+            assert_eq!(e.code(), Code::NotFound, "{path}");
+        }
         "ExportContacts" => {
             use pb::export_contacts_reply::Part;
             for as_of in [None, as_of_now(seq)] {

@@ -108,6 +108,22 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Opens an ExportContacts stream; only opening is retried (a stream
+    /// broken midway is reported: the caller cannot splice two snapshots).
+    pub(crate) async fn export_contacts(
+        &self,
+        request: pb::ExportContactsRequest,
+    ) -> Result<Streaming<pb::ExportContactsReply>, Status> {
+        retry(|| {
+            let mut client = self.queries.clone();
+            let request = request.clone();
+            async move { client.export_contacts(request).await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+}
+
 /// Runs `call` until it answers something other than UNAVAILABLE, at most
 /// [`ATTEMPTS`] times, backing off exponentially. Writes are safe to retry
 /// because every request carries the same command id on each attempt.

@@ -1,6 +1,7 @@
 //! `segctl`, the command-line client of segmentd: import contacts from CSV,
 //! manage segments (legacy imports, clones, topics, bulk segments), count
-//! and list their members, save them as static lists, create campaigns,
+//! and list their members, export them to CSV, JSON lines or Excel
+//! files, save them as static lists, create campaigns,
 //! preview criteria, run jobs (mass update, delete contacts, reset scores)
 //! and follow them, read the score-reset audit, record activity, replay the
 //! event history and show a segment's or a contact's history.
@@ -12,6 +13,7 @@
 mod client;
 mod events;
 mod explain;
+mod export;
 mod import;
 mod jobs;
 mod ops;
@@ -352,6 +354,9 @@ enum SegmentsCommand {
         #[arg(long, value_name = "RFC3339")]
         at: Option<String>,
     },
+    /// Write a segment's members to a file (csv, jsonl or xlsx) with the
+    /// columns you choose, from one consistent snapshot, with a progress bar.
+    Export(export::ExportArgs),
     /// List a segment's members, one per line (text: tab-separated; json: JSON lines).
     Members {
         #[arg(value_name = "NAME|ID")]
@@ -620,6 +625,7 @@ async fn segments(api: &Api, out: Output, command: SegmentsCommand) -> anyhow::R
         SegmentsCommand::Explain { segment, contact, contact_id, at } => {
             explain::explain(api, out, &segment, explain::Who { email: contact, contact_id, at }).await?;
         }
+        SegmentsCommand::Export(args) => export::run(api, out, args).await?,
         SegmentsCommand::Members { segment, limit, page_size, fields, read, past } => {
             let page_size = page_size.unwrap_or(default_page_size(limit));
             members(api, out, &segment, (limit, page_size), &fields, read, past.as_of()).await?;
@@ -778,6 +784,13 @@ mod tests {
         assert!(parse(&["audit", "score-reset", "reset-q2"]).is_ok());
         assert!(parse(&["jobs", "watch"]).is_ok());
         assert!(parse(&["jobs", "get", "reset-q2"]).is_ok());
+        let export = ["segments", "export", "germany", "--fields", "email,age", "--out", "de.xlsx"];
+        assert!(parse(&export).is_ok());
+        assert!(parse(&[&export[..], &["--added-between", "2025-01-01T00:00:00Z", ""]].concat()).is_ok());
+        assert!(parse(&[&export[..], &["--added-between", "2025-01-01T00:00:00Z"]].concat()).is_err(), "two bounds");
+        let both = ["--since", "2025-01-01T00:00:00Z", "--updated-between", "a", "b"];
+        assert!(parse(&[&export[..], &both[..]].concat()).is_err(), "one date filter");
+        assert!(parse(&[&export[..], &["--format", "pdf"]].concat()).is_err());
     }
 
     #[test]
