@@ -1,168 +1,179 @@
-//! The README's tour, run for real: segctl (the binary) against a demo
-//! server started in-process. The counts it prints are checked against a
-//! plain pass over the demo rows.
+//! The README's tour, run for real: every `$` line between the README's
+//! `<!-- tour` and `<!-- /tour -->` markers is run by bash, in order, in a
+//! temporary directory, with `segctl` (the binary) on the PATH pointed at a
+//! demo server started in-process; what it prints must be what the README
+//! shows, so the README cannot drift from the product. Between commands
+//! the test waits until the server's read model has applied the whole
+//! log, as a person typing would.
 
 use segmentd_server::ServeConfig;
+use std::path::Path;
+use std::time::Duration;
 
 mod common;
 
 use common::{segctl, stdout};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_tour_prints_the_right_counts() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    config.demo = true;
-    let served = segmentd_server::serve(config).await.unwrap();
-    let server = format!("http://{}", served.addr);
-
-    let expected = segmentd_server::demo::demo_contacts()
-        .unwrap()
-        .iter()
-        .filter(|c| {
-            let f = |k: &str| c.fields.get(k).map(String::as_str).unwrap_or("");
-            let age: Option<i64> = f("age").parse().ok();
-            let score: i64 = f("score").parse().unwrap();
-            ["DE", "FR"].contains(&f("country")) && (age.is_some_and(|a| (25..=34).contains(&a)) || score >= 150)
-        })
-        .count();
-
-    let criteria = r#"country in ("DE","FR") and (age between 25 and 34 or score >= 150)"#;
-    let server_arg = server.clone();
-    let (created, counted) = tokio::task::spawn_blocking(move || {
-        let created = stdout(&segctl(&server_arg, &["segments", "create", "young-eu", "--criteria", criteria]));
-        let counted = stdout(&segctl(&server_arg, &["segments", "count", "young-eu"]));
-        (created, counted)
-    })
-    .await
-    .unwrap();
-    assert!(created.contains("young-eu"), "{created}");
-    assert_eq!(counted.trim(), expected.to_string());
-
-    let server_arg = server.clone();
-    let (dup, json, list) = tokio::task::spawn_blocking(move || {
-        let dup = segctl(&server_arg, &["segments", "create", "young-eu", "--criteria", "age > 1"]);
-        let json = stdout(&segctl(&server_arg, &["--output", "json", "segments", "count", "germany"]));
-        let list = stdout(&segctl(&server_arg, &["segments", "list"]));
-        (dup, json, list)
-    })
-    .await
-    .unwrap();
-    assert_eq!(dup.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&dup.stderr).contains("ALREADY_EXISTS"));
-    let json: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
-    assert!(json["count"].as_u64().unwrap() > 0);
-    for name in ["germany", "north-america", "young-eu"] {
-        assert!(list.contains(name), "{list}");
-    }
-    served.stop().await.unwrap();
+/// One `$` command of the tour and the output the README shows for it.
+#[derive(Debug)]
+struct Step {
+    command: String,
+    expected: Vec<String>,
 }
 
-/// The README's segment-operations tour: clone → topics → save as list →
-/// campaign, then legacy segments and bulk segments, with the binary.
+/// The steps inside the tour markers, from every ```console block.
+fn tour_steps(readme: &str) -> Vec<Step> {
+    let start = readme.find("<!-- tour").expect("the README marks where its tour starts");
+    let end = readme.find("<!-- /tour -->").expect("the README marks where its tour ends");
+    let mut steps: Vec<Step> = Vec::new();
+    let mut in_console = false;
+    let mut continued = false;
+    for line in readme[start..end].lines() {
+        if line.starts_with("```") {
+            in_console = line == "```console";
+            continue;
+        }
+        if !in_console {
+            continue;
+        }
+        if continued {
+            let step = steps.last_mut().expect("a continuation follows a command");
+            step.command.push('\n');
+            step.command.push_str(line);
+            continued = line.ends_with('\\');
+        } else if let Some(command) = line.strip_prefix("$ ") {
+            steps.push(Step { command: command.to_owned(), expected: Vec::new() });
+            continued = line.ends_with('\\');
+        } else {
+            steps.last_mut().expect("output follows a command").expected.push(line.to_owned());
+        }
+    }
+    steps
+}
+
+/// Whitespace runs count as one space: the README aligns columns with
+/// spaces where segctl writes tabs.
+fn squeeze(line: &str) -> String {
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether `actual` fits `pattern`, where `…` stands for any text.
+fn line_matches(pattern: &str, actual: &str) -> bool {
+    let (pattern, actual) = (squeeze(pattern), squeeze(actual));
+    let parts: Vec<&str> = pattern.split('…').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return pattern == actual;
+    }
+    if !actual.starts_with(first) || !actual[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &actual[first.len()..actual.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Whether `actual` fits `expected` line by line, where a line that is just
+/// `…` stands for any number of lines.
+fn lines_match(expected: &[String], actual: &[&str]) -> bool {
+    match expected.split_first() {
+        None => actual.is_empty(),
+        Some((first, rest)) if first.trim() == "…" => {
+            (0..=actual.len()).any(|skip| lines_match(rest, &actual[skip..]))
+        }
+        Some((first, rest)) => !actual.is_empty() && line_matches(first, actual[0]) && lines_match(rest, &actual[1..]),
+    }
+}
+
+#[test]
+fn the_matcher_takes_ellipses_for_anything() {
+    assert!(line_matches("sequence:  …", "sequence: 10006"));
+    assert!(line_matches("a … b … c", "a x b y b c"));
+    assert!(!line_matches("a … b", "a x c"));
+    assert!(!line_matches("count: 25", "count: 250"));
+    let expected: Vec<String> = ["…", "done 3/3"].iter().map(|s| s.to_string()).collect();
+    assert!(lines_match(&expected, &["done 3/3"]));
+    assert!(lines_match(&expected, &["1/3", "2/3", "done 3/3"]));
+    assert!(!lines_match(&expected, &["done 3/3", "more"]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_segment_operations_tour_works() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    config.demo = true;
-    let served = segmentd_server::serve(config).await.unwrap();
-    let server = format!("http://{}", served.addr);
-    let contacts = segmentd_server::demo::demo_contacts().unwrap();
-    let field = |c: &segmentd_proto::v1::ContactInput, k: &str| c.fields.get(k).cloned().unwrap_or_default();
-    let young_de_fr = contacts
+async fn the_readme_tour_prints_what_the_readme_shows() {
+    let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+    let steps = tour_steps(&readme);
+    let commands: Vec<&str> = steps.iter().map(|s| s.command.as_str()).collect();
+    for walk in ["segments create", "segments clone", "assign-topics", "save-as-list", "campaigns create"]
+        .iter()
+        .chain(&["segments export", "reset-scores", "audit score-reset "])
+    {
+        assert!(commands.iter().any(|c| c.contains(walk)), "the tour walks through {walk}: {commands:#?}");
+    }
+
+    // The campaign's recipient count the README shows, worked out from the
+    // demo rows without the server.
+    let demo = segmentd_server::demo::demo_contacts().unwrap();
+    let young_de_fr = demo
         .iter()
         .filter(|c| {
-            let age: Option<i64> = field(c, "age").parse().ok();
-            ["DE", "FR"].contains(&field(c, "country").as_str()) && age.is_some_and(|a| (25..=34).contains(&a))
+            let age: Option<i64> = c.fields.get("age").and_then(|a| a.parse().ok());
+            ["DE", "FR"].contains(&c.fields["country"].as_str()) && age.is_some_and(|a| (25..=34).contains(&a))
         })
         .count();
-    let mut stages: Vec<String> = contacts.iter().map(|c| field(c, "lifecycle_stage")).collect();
-    stages.sort();
-    stages.dedup();
+    let count_step = steps.iter().find(|s| s.command.contains("recipients \"Spring sale\" --count")).unwrap();
+    assert_eq!(count_step.expected[0], young_de_fr.to_string());
 
-    tokio::task::spawn_blocking(move || {
-        let run = |args: &[&str]| stdout(&segctl(&server, args));
-        let json = |args: &[&str]| -> serde_json::Value {
-            let mut all = vec!["--output", "json"];
-            all.extend_from_slice(args);
-            serde_json::from_str(run(&all).trim()).unwrap()
-        };
-        run(&["segments", "create", "young-de", "--criteria", r#"country = "DE" and age between 25 and 34"#]);
-        let clone = json(&[
-            "segments",
-            "clone",
-            "young-de",
-            "young-de-fr",
-            "--criteria",
-            r#"country in ("DE","FR") and age between 25 and 34"#,
-        ]);
-        assert!(clone["segment"]["cloned_from_id"].as_u64().unwrap() > 0, "{clone}");
-        run(&["topics", "create", "Spring sale"]);
-        let assigned = json(&["segments", "assign-topics", "young-de-fr", "Spring sale"]);
-        let seq = assigned["sequence"].as_u64().unwrap().to_string();
-        let by_topic = run(&["segments", "list", "--topic", "Spring sale", "--min-sequence", &seq]);
-        assert!(by_topic.contains("young-de-fr") && !by_topic.contains("young-de "), "{by_topic}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+    config.demo = true;
+    let served = segmentd_server::serve(config).await.unwrap();
+    let model = served.model.clone().unwrap();
+    let log = served.log.clone().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_segctl")).parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let server = format!("http://{}", served.addr);
 
-        let saved = json(&["segments", "save-as-list", "young-de-fr", "Young DE/FR in spring"]);
-        assert_eq!(saved["list"]["member_count"].as_u64().unwrap() as usize, young_de_fr);
-        let seq = saved["sequence"].as_u64().unwrap().to_string();
-        let members = run(&["lists", "members", "Young DE/FR in spring", "--limit", "0", "--min-sequence", &seq]);
-        assert_eq!(members.lines().count(), young_de_fr);
-
-        let campaign = json(&[
-            "campaigns",
-            "create",
-            "Spring sale",
-            "--subject",
-            "Spring is here",
-            "--sender",
-            "news@shop.example",
-            "--segment",
-            "young-de-fr",
-        ]);
-        let seq = campaign["sequence"].as_u64().unwrap().to_string();
-        let count = run(&["campaigns", "recipients", "Spring sale", "--count", "--min-sequence", &seq]);
-        assert_eq!(count.trim(), young_de_fr.to_string());
-        let five = run(&["campaigns", "recipients", "Spring sale", "--limit", "5", "--min-sequence", &seq]);
-        assert_eq!(five.lines().count(), 5);
-
-        let legacy = json(&[
-            "segments",
-            "import-legacy",
-            "Old newsletter DE",
-            "--criteria",
-            r#"country = "DE""#,
-            "--list",
-            "Newsletter 2019",
-        ]);
-        let seq = legacy["sequence"].as_u64().unwrap().to_string();
-        let listed = run(&["segments", "list", "--legacy", "--min-sequence", &seq]);
-        assert!(listed.contains("Old newsletter DE") && !listed.contains("young-de"), "{listed}");
-        let refused = segctl(&server, &["segments", "delete", "Old newsletter DE"]);
-        assert_eq!(refused.status.code(), Some(1));
-        let stderr = String::from_utf8_lossy(&refused.stderr);
-        assert!(stderr.contains("FAILED_PRECONDITION") && stderr.contains("legacy"), "{stderr}");
-        run(&["segments", "clone", "Old newsletter DE", "Newsletter DE"]);
-
-        let preview = json(&["segments", "bulk-preview", "lifecycle_stage"]);
-        assert_eq!(preview["values"].as_array().unwrap().len(), stages.len());
-        let bulk = json(&["segments", "bulk-create", "Stage", "--field", "lifecycle_stage"]);
-        let names: Vec<&str> =
-            bulk["segments"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-        assert_eq!(names.len(), stages.len());
-        assert!(names.contains(&"Stage - customer"), "{names:?}");
-        let companies = json(&["segments", "bulk-preview", "company"]);
-        let n = companies["values"].as_array().unwrap().len();
-        assert!(n > 100, "{n}");
-        let too_many = segctl(&server, &["segments", "bulk-create", "Firms", "--field", "company"]);
-        let stderr = String::from_utf8_lossy(&too_many.stderr);
+    for step in &steps {
+        let end = log.last_seq().await.unwrap();
+        model.wait_for(end, Duration::from_secs(30)).await.unwrap();
+        let (command, work, path, server) = (step.command.clone(), work.clone(), path.clone(), server.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("bash")
+                .arg("-c")
+                .arg(&command)
+                .current_dir(&work)
+                .env("PATH", path)
+                .env("SEGCTL_SERVER", server)
+                .env_remove("SEGCTL_API_KEY")
+                .env_remove("SEGCTL_OUTPUT")
+                .output()
+                .expect("bash runs")
+        })
+        .await
+        .unwrap();
+        let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<&str> = printed.trim_end().lines().collect();
+        let refused = step.expected.first().is_some_and(|l| l.starts_with("error:"));
+        assert_eq!(out.status.success(), !refused, "$ {}\n{printed}", step.command);
         assert!(
-            stderr.contains(&format!("field company has {n} distinct values")) && stderr.contains("at most 100"),
-            "{stderr}"
+            lines_match(&step.expected, &lines),
+            "$ {}\nthe README shows:\n{}\nsegctl printed:\n{printed}",
+            step.command,
+            step.expected.join("\n")
         );
-    })
-    .await
-    .unwrap();
+    }
+    // What the tour's export commands wrote is there, whole.
+    for file in ["young-de-fr.csv", "young-de-fr.xlsx"] {
+        assert!(std::fs::metadata(work.join(file)).unwrap().len() > 0, "{file}");
+        assert!(!work.join(format!("{file}.partial")).exists());
+    }
     served.stop().await.unwrap();
 }
 
