@@ -52,14 +52,7 @@ async fn send(
     let mut contacts = contacts.into_iter().peekable();
     while contacts.peek().is_some() {
         let rows = chunk(&mut contacts, &fields);
-        let stop = async {
-            match shutdown.as_mut() {
-                Some(rx) => {
-                    let _ = rx.wait_for(|s| *s).await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
+        let stop = super::stopped(shutdown.as_mut());
         tokio::select! {
             sent = tx.send(message(pb::export_contacts_reply::Part::Rows(rows))) => {
                 if sent.is_err() {

@@ -5,7 +5,7 @@
 use crate::auth::ApiKeys;
 use crate::convert;
 use crate::explain::ContactRef;
-use crate::grpc::export;
+use crate::grpc::{export, stopped};
 use segmentd_domain::catalog::MAX_BULK_SEGMENTS;
 use segmentd_domain::{Criteria, Timestamp};
 use segmentd_proto::v1 as pb;
@@ -254,14 +254,7 @@ async fn watch_jobs(
                 return;
             }
         }
-        let stop = async {
-            match shutdown.as_mut() {
-                Some(rx) => {
-                    let _ = rx.wait_for(|s| *s).await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
+        let stop = stopped(shutdown.as_mut());
         tokio::select! {
             notice = notices.recv() => match notice {
                 Ok(n) if n.org == org && job_id.as_ref().is_none_or(|id| *id == n.job.id) => pending.push(n.job),
