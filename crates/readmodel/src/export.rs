@@ -2,18 +2,17 @@
 //! file of a million rows written while contacts keep changing still holds
 //! exactly the members, and their values, of one sequence.
 //!
-//! The snapshot is the members' contact records themselves (shared, not
+//! The snapshot is the members' stored records themselves (shared, not
 //! copied: a later event replaces a row's record and leaves the one the
 //! snapshot holds alone), taken under the read lock in one pass over the
 //! member bitmap; the caller turns them into text chunk by chunk after the
 //! lock is gone.
 
 use crate::model::OrgView;
-use segmentd_domain::Contact;
+use crate::stored::StoredContact;
 use segmentd_domain::contact::Field;
 use segmentd_domain::criteria::Criteria;
 use segmentd_domain::time::Timestamp;
-use std::sync::Arc;
 
 /// Members whose date-time field `field` lies in `[from, to)`; an absent
 /// bound is open.
@@ -33,7 +32,7 @@ impl OrgView {
         criteria: &Criteria,
         at: Timestamp,
         window: Option<&TimeWindow>,
-    ) -> Vec<Arc<Contact>> {
+    ) -> Vec<StoredContact> {
         let members = self.segment_rows(id, criteria, at);
         let within;
         let rows = match window {
@@ -66,7 +65,7 @@ mod tests {
     use super::*;
     use crate::model::{ReadModel, SegmentLookup};
     use segmentd_domain::event::{ContactCreated, ContactUpdated, SegmentCreated};
-    use segmentd_domain::{AggregateId, Email, Envelope, Event};
+    use segmentd_domain::{AggregateId, Contact, Email, Envelope, Event};
     use segmentd_log::Recorded;
 
     fn recorded(seq: u64, aggregate: AggregateId, event: Event) -> Recorded {
@@ -110,11 +109,11 @@ mod tests {
         model
     }
 
-    fn export(model: &ReadModel, window: Option<&TimeWindow>) -> Vec<Arc<Contact>> {
+    fn export(model: &ReadModel, window: Option<&TimeWindow>) -> Vec<Contact> {
         model.read("o", |view, _| {
             let criteria = view.segment_criteria(1).cloned().unwrap();
             assert!(view.segment(SegmentLookup::Id(1)).is_some());
-            view.export_members(1, &criteria, Timestamp(0), window)
+            view.export_members(1, &criteria, Timestamp(0), window).iter().map(StoredContact::to_contact).collect()
         })
     }
 

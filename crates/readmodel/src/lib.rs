@@ -30,4 +30,4 @@ pub use membership::{Cause, ChangeRecord, FeedError, MemberChange, Watch, WatchF
 pub use model::{Members, OrgView, ReadModel, ReadModelError, SegmentLookup, VersionMeta};
 pub use past::{PastModels, PastState, PastView};
 pub use projector::{CATCH_UP_MIN, ProjectorError, Reached, Until, catch_up, project_until, run_projector};
-pub use stored::StoredContact;
+pub use stored::{ContactFields, StoredContact};

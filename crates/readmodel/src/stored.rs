@@ -26,7 +26,7 @@ use std::sync::Arc;
 pub struct StoredContact(Arc<[u8]>);
 
 impl StoredContact {
-    pub(crate) fn encode(contact: &Contact) -> StoredContact {
+    pub fn encode(contact: &Contact) -> StoredContact {
         StoredContact(postcard::to_stdvec(contact).expect("a Contact always serializes").into())
     }
 
@@ -43,8 +43,9 @@ impl StoredContact {
         &self.0
     }
 
-    /// The contact's fields, borrowed from the bytes.
-    pub(crate) fn fields(&self) -> ContactFields<'_> {
+    /// The contact's fields, borrowed from the bytes (an export reads
+    /// its columns this way, without decoding the whole contact).
+    pub fn fields(&self) -> ContactFields<'_> {
         postcard::from_bytes(&self.0).expect("stored contacts were checked when they were made")
     }
 
@@ -70,7 +71,7 @@ impl fmt::Debug for StoredContact {
 /// `Contact`) are a sequence of pairs here: postcard writes a map and a
 /// sequence alike, a length then the elements.
 #[derive(Deserialize)]
-pub(crate) struct ContactFields<'a> {
+pub struct ContactFields<'a> {
     pub(crate) email: &'a str,
     contact_id: Option<i64>,
     first_name: &'a str,
@@ -95,7 +96,7 @@ pub(crate) struct ContactFields<'a> {
 
 impl<'a> ContactFields<'a> {
     /// The value of `field`, exactly as `Contact::value` gives it.
-    pub(crate) fn value(&self, field: &Field) -> FieldValue<'a> {
+    pub fn value(&self, field: &Field) -> FieldValue<'a> {
         use FieldValue as V;
         match field {
             Field::ContactId => V::Integer(self.contact_id),

@@ -4,9 +4,9 @@
 //! client reads.
 
 use crate::convert;
-use segmentd_domain::{Contact, Field};
+use segmentd_domain::Field;
 use segmentd_proto::v1 as pb;
-use std::sync::Arc;
+use segmentd_readmodel::StoredContact;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -26,7 +26,7 @@ pub(crate) type ExportStream = ReceiverStream<Result<pb::ExportContactsReply, St
 /// stops.
 pub(crate) fn stream(
     header: pb::ExportHeader,
-    contacts: Vec<Arc<Contact>>,
+    contacts: Vec<StoredContact>,
     fields: Vec<Field>,
     shutdown: Option<watch::Receiver<bool>>,
 ) -> ExportStream {
@@ -37,7 +37,7 @@ pub(crate) fn stream(
 
 async fn send(
     header: pb::ExportHeader,
-    contacts: Vec<Arc<Contact>>,
+    contacts: Vec<StoredContact>,
     fields: Vec<Field>,
     mut shutdown: Option<watch::Receiver<bool>>,
     tx: mpsc::Sender<Result<pb::ExportContactsReply, Status>>,
@@ -68,12 +68,14 @@ async fn send(
 }
 
 /// The next chunk of rows: up to [`CHUNK_ROWS`], fewer when they get large.
-fn chunk(contacts: &mut impl Iterator<Item = Arc<Contact>>, fields: &[Field]) -> pb::ExportRows {
+fn chunk(contacts: &mut impl Iterator<Item = StoredContact>, fields: &[Field]) -> pb::ExportRows {
     let mut rows = Vec::with_capacity(CHUNK_ROWS);
     let mut bytes = 0;
     for contact in contacts.by_ref() {
+        // Read in place: no whole contact is decoded for a row.
+        let stored = contact.fields();
         let values: Vec<String> =
-            fields.iter().map(|f| convert::field_text(contact.value(f)).unwrap_or_default()).collect();
+            fields.iter().map(|f| convert::field_text(stored.value(f)).unwrap_or_default()).collect();
         bytes += values.iter().map(String::len).sum::<usize>();
         rows.push(pb::ExportRow { values });
         if rows.len() == CHUNK_ROWS || bytes >= CHUNK_BYTES {
@@ -86,15 +88,15 @@ fn chunk(contacts: &mut impl Iterator<Item = Arc<Contact>>, fields: &[Field]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use segmentd_domain::{Email, Timestamp};
+    use segmentd_domain::{Contact, Email, Timestamp};
 
-    fn contacts(n: usize, note: &str) -> Vec<Arc<Contact>> {
+    fn contacts(n: usize, note: &str) -> Vec<StoredContact> {
         (0..n)
             .map(|i| {
                 let mut c = Contact::new(Email::parse(&format!("c{i}@x.com")).unwrap(), Timestamp(0));
                 c.age = Some(i as i64);
                 c.custom.insert("note".into(), note.to_owned());
-                Arc::new(c)
+                StoredContact::encode(&c)
             })
             .collect()
     }
