@@ -34,7 +34,7 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Starts the three nodes and returns once each is healthy (JetStream
-    /// up and current).
+    /// up and current) and the cluster places R3 streams.
     pub async fn start() -> NatsCluster {
         let (bin, sync_always) = match std::env::var_os("NATS_SERVER_BIN_SYNC") {
             Some(bin) => (PathBuf::from(bin), true),
@@ -60,12 +60,53 @@ impl NatsCluster {
             }
             let out = cluster.script(&args, Some(&spec)).await;
             if out.status.success() {
-                return cluster;
+                match cluster.places_replicated_streams().await {
+                    Ok(()) => return cluster,
+                    Err(e) => failures.push(format!("{e}\nnode logs:\n{}", cluster.logs())),
+                }
+            } else {
+                failures.push(format!("{}\nnode logs:\n{}", describe(&out), cluster.logs()));
             }
-            failures.push(format!("{}\nnode logs:\n{}", describe(&out), cluster.logs()));
             cluster.script(&["stop"], None).await;
         }
         panic!("the NATS cluster did not start in {START_ATTEMPTS} attempts:\n{}", failures.join("\n----\n"));
+    }
+
+    /// Waits until the cluster can place an R3 stream, by creating and
+    /// deleting one. Healthy nodes are not enough: right after a start the
+    /// meta leader may not have heard from its peers yet and answers "no
+    /// suitable peers" (10005) for a while, longer on a loaded machine.
+    async fn places_replicated_streams(&self) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        let mut last = String::from("never tried");
+        while tokio::time::Instant::now() < deadline {
+            match self.create_probe_stream().await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(format!("the cluster placed no R3 stream within 90 s; last answer: {last}"))
+    }
+
+    async fn create_probe_stream(&self) -> Result<(), String> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(self.urls().split(',').collect::<Vec<_>>())
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut js = async_nats::jetstream::new(client);
+        js.set_timeout(Duration::from_secs(5));
+        let config = async_nats::jetstream::stream::Config {
+            name: "TESTKIT_READY_PROBE".to_owned(),
+            subjects: vec!["testkit.ready.probe".to_owned()],
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            num_replicas: 3,
+            ..Default::default()
+        };
+        js.get_or_create_stream(config).await.map_err(|e| format!("creating an R3 probe stream: {e}"))?;
+        js.delete_stream("TESTKIT_READY_PROBE").await.map_err(|e| format!("deleting the probe stream: {e}"))?;
+        Ok(())
     }
 
     /// Client URLs of all three nodes, comma separated (what `--nats-url` takes).
