@@ -3,7 +3,6 @@
 //! than a few chunks of strings, and no read-model lock is held while the
 //! client reads.
 
-use crate::convert;
 use segmentd_domain::Field;
 use segmentd_proto::v1 as pb;
 use segmentd_readmodel::StoredContact;
@@ -75,7 +74,7 @@ fn chunk(contacts: &mut impl Iterator<Item = StoredContact>, fields: &[Field]) -
         // Read in place: no whole contact is decoded for a row.
         let stored = contact.fields();
         let values: Vec<String> =
-            fields.iter().map(|f| convert::field_text(stored.value(f)).unwrap_or_default()).collect();
+            fields.iter().map(|f| stored.value(f).text().unwrap_or_default()).collect();
         bytes += values.iter().map(String::len).sum::<usize>();
         rows.push(pb::ExportRow { values });
         if rows.len() == CHUNK_ROWS || bytes >= CHUNK_BYTES {
