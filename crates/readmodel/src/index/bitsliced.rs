@@ -55,13 +55,14 @@ impl BitSliced {
     pub(crate) fn build(values: impl Iterator<Item = (u32, i64)> + Clone) -> Self {
         let present =
             RoaringBitmap::from_sorted_iter(values.clone().map(|(row, _)| row)).expect("rows come in ascending order");
-        // One pass: each value appends its row to the slices of its one bits.
-        let mut slices: [RoaringBitmap; 64] = std::array::from_fn(|_| RoaringBitmap::new());
-        for (row, v) in values {
-            for i in ones(key(v)) {
-                slices[i].push(row);
+        let any_ones = values.clone().fold(0u64, |acc, (_, v)| acc | key(v));
+        let slices = std::array::from_fn(|i| {
+            if any_ones >> i & 1 == 0 {
+                return RoaringBitmap::new();
             }
-        }
+            let rows = values.clone().filter(|(_, v)| key(*v) >> i & 1 == 1).map(|(row, _)| row);
+            RoaringBitmap::from_sorted_iter(rows).expect("rows come in ascending order")
+        });
         BitSliced { present, slices }
     }
 

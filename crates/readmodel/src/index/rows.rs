@@ -17,12 +17,8 @@ impl Rows {
         match self {
             Rows::One(r) if *r == row => {}
             Rows::One(r) => *self = Rows::Many(Box::new([*r, row].into_iter().collect())),
-            // Appending (a row after every other, as in a build or for a new
-            // contact) skips the search an insert makes.
             Rows::Many(b) => {
-                if !b.push(row) {
-                    b.insert(row);
-                }
+                b.insert(row);
             }
         }
     }

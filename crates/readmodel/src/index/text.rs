@@ -66,9 +66,7 @@ impl TextIndex {
                 }
             }
         }
-        if !self.present.push(row) {
-            self.present.insert(row);
-        }
+        self.present.insert(row);
     }
 
     /// The column of the values held now, laid out in row order.
