@@ -274,6 +274,20 @@ fn table(f: &Fixtures) -> Vec<Row> {
             Refused,
         ),
         row(
+            "Queries/ExplainMembership",
+            pb::ExplainMembershipRequest {
+                segment: segment(),
+                contact: Some(pb::explain_membership_request::Contact::Email("a@example.com".into())),
+                ..Default::default()
+            },
+            Refused,
+        ),
+        row(
+            "Queries/ExportContacts",
+            pb::ExportContactsRequest { segment: segment(), fields: vec!["email".into()], ..Default::default() },
+            Refused,
+        ),
+        row(
             "Queries/WatchMembership",
             pb::WatchMembershipRequest { segments: vec![segment().unwrap()], from_sequence: 0 },
             Valid,
