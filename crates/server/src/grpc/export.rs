@@ -73,8 +73,7 @@ fn chunk(contacts: &mut impl Iterator<Item = StoredContact>, fields: &[Field]) -
     for contact in contacts.by_ref() {
         // Read in place: no whole contact is decoded for a row.
         let stored = contact.fields();
-        let values: Vec<String> =
-            fields.iter().map(|f| stored.value(f).text().unwrap_or_default()).collect();
+        let values: Vec<String> = fields.iter().map(|f| stored.value(f).text().unwrap_or_default()).collect();
         bytes += values.iter().map(String::len).sum::<usize>();
         rows.push(pb::ExportRow { values });
         if rows.len() == CHUNK_ROWS || bytes >= CHUNK_BYTES {
