@@ -26,6 +26,7 @@ use common::{CALL_PATIENCE, Node, call, spawn_node, spawn_node_in};
 use segmentd_log_nats::testkit::{NatsCluster, NatsServer};
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::commands_client::CommandsClient;
+use segmentd_proto::v1::queries_client::QueriesClient;
 use segmentd_proto::v1::replay_client::ReplayClient;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -84,14 +85,34 @@ async fn members(node: &Node, segment: &str, min_sequence: u64) -> Vec<pb::Conta
             min_sequence,
             ..Default::default()
         };
-        let page = call(&format!("ListMembers {segment} on {}", node.name), queries.list_members(request))
-            .await
-            .unwrap_or_else(|e| panic!("{} lists {segment} at {min_sequence}: {e:?}", node.name));
+        let page = list_members_patiently(node, &mut queries, segment, request).await;
         contacts.extend(page.contacts);
         if page.next_page_token.is_empty() {
             return contacts;
         }
         page_token = page.next_page_token;
+    }
+}
+
+/// A fresh query node on a cluster that has just lost a node may take
+/// longer than one request's wait to create its consumer and catch up: it
+/// answers UNAVAILABLE, which a client retries, so the test does too, up to
+/// a deadline.
+async fn list_members_patiently(
+    node: &Node,
+    queries: &mut QueriesClient<tonic::transport::Channel>,
+    segment: &str,
+    request: pb::ListMembersRequest,
+) -> pb::ListMembersReply {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match call(&format!("ListMembers {segment} on {}", node.name), queries.list_members(request.clone())).await {
+            Ok(page) => return page,
+            Err(e) if e.code() == tonic::Code::Unavailable && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{} lists {segment} at {}: {e:?}", node.name, request.min_sequence),
+        }
     }
 }
 
