@@ -48,6 +48,17 @@ pub enum DomainError {
     /// A rollback that would change nothing; the message says why.
     #[error("{0}")]
     NothingToRollBack(String),
+    #[error("criteria: no segment is named {0:?} (in segment \"{0}\")")]
+    UnknownSegmentName(String),
+    #[error("criteria: segment {0} (in segment {0}) does not exist")]
+    UsedSegmentMissing(u64),
+    /// The message names the segments of the cycle in order.
+    #[error("criteria: segments would use each other in a cycle: {0}")]
+    SegmentCycle(String),
+    #[error(
+        "segment {segment} is used by the criteria of {users}; change their criteria (in segment) or delete them first"
+    )]
+    SegmentInUse { segment: String, users: String },
     #[error("job {0:?} does not exist")]
     JobNotFound(String),
     /// The job has already ended; `how` says how (completed, abandoned,

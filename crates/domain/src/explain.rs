@@ -8,10 +8,11 @@
 
 use crate::contact::Contact;
 use crate::contact_decide::apply_contact;
-use crate::criteria::Criteria;
+use crate::criteria::{Criteria, MAX_SEGMENT_NESTING, SegmentRef};
 use crate::event::Event;
 use crate::segment::SegmentCatalog;
 use crate::time::Timestamp;
+use std::collections::HashMap;
 
 /// One node of the criteria tree, evaluated for one contact.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +29,16 @@ pub enum Explained {
         /// The contact's value in the text form of the API; `None` when empty.
         value: Option<String>,
         result: bool,
+    },
+    /// `in segment X`: whether the contact is in X, with X's criteria
+    /// evaluated for it.
+    InSegment {
+        /// The condition's text form, e.g. `in segment 12`.
+        condition: String,
+        /// X's id and name; `None` for a segment that does not exist.
+        segment: Option<(u64, String)>,
+        result: bool,
+        tree: Option<Box<Explained>>,
     },
 }
 
@@ -51,17 +62,35 @@ impl GroupKind {
 impl Explained {
     pub fn result(&self) -> bool {
         match self {
-            Explained::Group { result, .. } | Explained::Condition { result, .. } => *result,
+            Explained::Group { result, .. }
+            | Explained::Condition { result, .. }
+            | Explained::InSegment { result, .. } => *result,
         }
     }
 }
 
+/// The name and criteria of saved segments by id, for `in segment` nodes.
+pub type NamedSegments<'s> = dyn Fn(u64) -> Option<(&'s str, &'s Criteria)> + 's;
+
 /// Evaluates every node of `criteria` for `contact`, relative dates measured
-/// back from `at`. Every child is evaluated (no short cut), so the answer
-/// shows each condition; the results are those of [`Criteria::matches`].
-pub fn explain(criteria: &Criteria, contact: &Contact, at: Timestamp) -> Explained {
+/// back from `at`, and an `in segment` node with the used segment's tree
+/// (from `segments`) under it. Every child is evaluated (no short cut), so
+/// the answer shows each condition; the results are those of
+/// [`Criteria::matches_in`].
+pub fn explain<'s>(criteria: &Criteria, contact: &Contact, at: Timestamp, segments: &NamedSegments<'s>) -> Explained {
+    explain_nested(criteria, contact, at, segments, 0)
+}
+
+fn explain_nested<'s>(
+    criteria: &Criteria,
+    contact: &Contact,
+    at: Timestamp,
+    segments: &NamedSegments<'s>,
+    depth: usize,
+) -> Explained {
     let group = |kind: GroupKind, children: &[Criteria]| {
-        let children: Vec<Explained> = children.iter().map(|c| explain(c, contact, at)).collect();
+        let children: Vec<Explained> =
+            children.iter().map(|c| explain_nested(c, contact, at, segments, depth)).collect();
         let result = match kind {
             GroupKind::All => children.iter().all(Explained::result),
             _ => children.iter().any(Explained::result),
@@ -72,7 +101,7 @@ pub fn explain(criteria: &Criteria, contact: &Contact, at: Timestamp) -> Explain
         Criteria::All(children) => group(GroupKind::All, children),
         Criteria::Any(children) => group(GroupKind::Any, children),
         Criteria::Not(child) => {
-            let child = explain(child, contact, at);
+            let child = explain_nested(child, contact, at, segments, depth);
             Explained::Group { kind: GroupKind::Not, result: !child.result(), children: vec![child] }
         }
         Criteria::Condition(c) => Explained::Condition {
@@ -81,6 +110,19 @@ pub fn explain(criteria: &Criteria, contact: &Contact, at: Timestamp) -> Explain
             value: contact.value(&c.field).text(),
             result: c.matches(contact, at),
         },
+        Criteria::InSegment(r) => {
+            let used = match r {
+                SegmentRef::Id(id) if depth < MAX_SEGMENT_NESTING => segments(*id).map(|s| (*id, s)),
+                _ => None,
+            };
+            let tree = used.map(|(_, (_, c))| Box::new(explain_nested(c, contact, at, segments, depth + 1)));
+            Explained::InSegment {
+                condition: criteria.to_string(),
+                segment: used.map(|(id, (name, _))| (id, name.to_owned())),
+                result: tree.as_ref().is_some_and(|t| t.result()),
+                tree,
+            }
+        }
     }
 }
 
@@ -105,22 +147,28 @@ pub enum Since {
 pub fn since<'e>(events: impl IntoIterator<Item = (&'e Event, Timestamp)>, segment_id: u64, member_now: bool) -> Since {
     let mut catalog = SegmentCatalog::default();
     let mut contact: Option<Contact> = None;
-    let mut criteria: Option<(String, Option<Criteria>)> = None;
+    // Every live segment's criteria (the one explained and those it uses),
+    // parsed once per definition, not per event.
+    let mut parsed: HashMap<u64, (String, Option<Criteria>)> = HashMap::new();
     let mut member = false;
     let mut last_flip = None;
     let mut last = None;
     for (index, (event, time)) in events.into_iter().enumerate() {
         match apply_contact(event) {
             Some(state) => contact = state,
-            None => catalog.apply(event, time),
+            None => {
+                catalog.apply(event, time);
+                parsed.retain(|id, _| catalog.segments.contains_key(id));
+                for def in catalog.segments.values() {
+                    if parsed.get(&def.id).is_none_or(|(text, _)| *text != def.criteria) {
+                        parsed.insert(def.id, (def.criteria.clone(), Criteria::parse(&def.criteria).ok()));
+                    }
+                }
+            }
         }
-        let def = catalog.segments.get(&segment_id);
-        // Parsed once per definition, not per event.
-        if criteria.as_ref().map(|(text, _)| Some(text)) != Some(def.map(|d| &d.criteria)) {
-            criteria = def.map(|d| (d.criteria.clone(), Criteria::parse(&d.criteria).ok()));
-        }
-        let is = match (&criteria, &contact) {
-            (Some((_, Some(c))), Some(contact)) => c.matches(contact, time),
+        let segments = |id: u64| parsed.get(&id).and_then(|(_, c)| c.as_ref());
+        let is = match (segments(segment_id), &contact) {
+            (Some(c), Some(contact)) => c.matches_in(contact, time, &segments),
             _ => false,
         };
         if is != member {
@@ -154,7 +202,7 @@ mod tests {
     fn given_a_contact_when_explained_then_every_condition_shows_its_value_and_result() {
         let criteria =
             Criteria::parse(r#"country in ("DE", "FR") and (age between 25 and 34 or not city = "Bonn")"#).unwrap();
-        let e = explain(&criteria, &contact("de", Some(40)), t(1));
+        let e = explain(&criteria, &contact("de", Some(40)), t(1), &|_| None);
         let Explained::Group { kind: GroupKind::All, result: true, children } = &e else { panic!("{e:?}") };
         assert_eq!(
             children[0],

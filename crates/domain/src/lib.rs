@@ -12,6 +12,7 @@ pub mod contact;
 pub mod contact_decide;
 pub mod criteria;
 pub mod decimal;
+pub mod dependencies;
 pub mod error;
 pub mod event;
 pub mod explain;

@@ -11,11 +11,12 @@ use crate::catalog::{
 };
 use crate::contact::{Email, Field, FieldKind};
 use crate::criteria::{Condition, Criteria, Operator, Value};
+use crate::dependencies::{check_unused, check_uses};
 use crate::error::DomainError;
 use crate::event::{
     BulkChild, BulkSegmentsCreated, CampaignCreated, Change, Event, LegacySegmentImported, ListMembersRecorded,
-    SegmentCloned, SegmentCreated, SegmentDeleted, SegmentSavedAsList, SegmentUpdated, TopicCreated, TopicsAssigned,
-    TopicsUnassigned,
+    SegmentCloned, SegmentCreated, SegmentDeleted, SegmentRolledBack, SegmentSavedAsList, SegmentUpdated, TopicCreated,
+    TopicsAssigned, TopicsUnassigned,
 };
 use crate::time::Timestamp;
 use crate::versions::{VersionHistory, decide_rollback};
@@ -340,8 +341,9 @@ pub enum SegmentCommand {
 pub fn decide_segments(catalog: &SegmentCatalog, command: SegmentCommand) -> Result<Vec<Event>, DomainError> {
     let x = &catalog.extras;
     match command {
-        SegmentCommand::Create { name, criteria } => {
+        SegmentCommand::Create { name, mut criteria } => {
             catalog.name_free(name.as_str())?;
+            check_uses(catalog, None, &mut criteria)?;
             Ok(vec![Event::SegmentCreated(SegmentCreated {
                 segment_id: catalog.last_id + 1,
                 name: name.0,
@@ -357,7 +359,13 @@ pub fn decide_segments(catalog: &SegmentCatalog, command: SegmentCommand) -> Res
             {
                 return Err(DomainError::SegmentNameTaken(n.0.clone()));
             }
-            let criteria = criteria.map(|c| c.to_string()).filter(|c| *c != current.criteria);
+            let criteria = match criteria {
+                Some(mut c) => {
+                    check_uses(catalog, Some(id), &mut c)?;
+                    Some(c.to_string()).filter(|c| *c != current.criteria)
+                }
+                None => None,
+            };
             if name.is_none() && criteria.is_none() {
                 return Err(DomainError::NothingToUpdate);
             }
@@ -370,14 +378,27 @@ pub fn decide_segments(catalog: &SegmentCatalog, command: SegmentCommand) -> Res
         }
         SegmentCommand::Delete { id, expected_version } => {
             let current = editable(catalog, id, expected_version, "deleted")?;
+            check_unused(catalog, id)?;
             Ok(vec![Event::SegmentDeleted(SegmentDeleted { segment_id: id, name: current.name.clone() })])
         }
         SegmentCommand::Rollback { id, to_version, expected_version } => {
             let current = editable(catalog, id, expected_version, "rolled back")?;
-            decide_rollback(current, &catalog.versions, to_version, |name| catalog.by_name(name).map(|s| s.id))
+            let events =
+                decide_rollback(current, &catalog.versions, to_version, |name| catalog.by_name(name).map(|s| s.id))?;
+            // The version's criteria may use segments deleted since, or
+            // ones that have come to use this one.
+            for event in &events {
+                if let Event::SegmentRolledBack(SegmentRolledBack { criteria: Some(change), .. }) = event
+                    && let Ok(mut criteria) = Criteria::parse(&change.to)
+                {
+                    check_uses(catalog, Some(id), &mut criteria)?;
+                }
+            }
+            Ok(events)
         }
-        SegmentCommand::ImportLegacy { name, criteria, list_name } => {
+        SegmentCommand::ImportLegacy { name, mut criteria, list_name } => {
             catalog.name_free(name.as_str())?;
+            check_uses(catalog, None, &mut criteria)?;
             Ok(vec![Event::LegacySegmentImported(LegacySegmentImported {
                 segment_id: catalog.last_id + 1,
                 name: name.0,
@@ -388,6 +409,13 @@ pub fn decide_segments(catalog: &SegmentCatalog, command: SegmentCommand) -> Res
         SegmentCommand::Clone { source, name, criteria } => {
             let source = live(catalog, source, None)?;
             catalog.name_free(name.as_str())?;
+            let criteria = match criteria {
+                Some(mut c) => {
+                    check_uses(catalog, None, &mut c)?;
+                    Some(c)
+                }
+                None => None,
+            };
             Ok(vec![Event::SegmentCloned(SegmentCloned {
                 segment_id: catalog.last_id + 1,
                 source_id: source.id,

@@ -144,8 +144,8 @@ fn conditions(criteria: &str) -> Vec<String> {
                 children.iter().for_each(|c| walk(c, negated, out));
             }
             Criteria::Not(child) => walk(child, !negated, out),
-            Criteria::Condition(_) if negated => out.push(format!("not ({node})")),
-            Criteria::Condition(_) => out.push(node.to_string()),
+            Criteria::Condition(_) | Criteria::InSegment(_) if negated => out.push(format!("not ({node})")),
+            Criteria::Condition(_) | Criteria::InSegment(_) => out.push(node.to_string()),
         }
     }
     let mut out = Vec::new();

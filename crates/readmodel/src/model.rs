@@ -217,7 +217,7 @@ impl OrgView {
 
     /// The rows of every matching contact, in member order.
     pub(crate) fn matching(&self, criteria: &Criteria, at: Timestamp) -> RoaringBitmap {
-        Evaluator::new(&self.index, &self.rows, at).eval(criteria, self.index.live())
+        Evaluator::new(&self.index, &self.rows, &self.criteria, at).eval(criteria, self.index.live())
     }
 
     /// Up to `limit` matching contacts in row order, starting after row `after`.
@@ -232,7 +232,7 @@ impl OrgView {
             return empty;
         }
         let end = self.rows.len() as u64;
-        let evaluator = Evaluator::new(&self.index, &self.rows, at);
+        let evaluator = Evaluator::new(&self.index, &self.rows, &self.criteria, at);
         // One member more than the page, to know whether another page follows.
         let mut rows = Vec::with_capacity(limit.min(1024) + 1);
         let mut width = first_window.max(1);

@@ -8,11 +8,12 @@
 //!
 //! Then saved segments' kept members (and the membership feed) against the
 //! same evaluator, under random steps that mix contact changes, segment
-//! definitions and moves of a pinned clock.
+//! definitions (some using the other segments: `in segment`, in chains)
+//! and moves of a pinned clock.
 
 use proptest::prelude::*;
 use segmentd_domain::contact::{Contact, Email, Field, FieldKind};
-use segmentd_domain::criteria::{Condition, Criteria, Operator, Value};
+use segmentd_domain::criteria::{Condition, Criteria, Operator, SegmentRef, Value};
 use segmentd_domain::decimal::Decimal;
 use segmentd_domain::event::{ContactCreated, ContactDeleted, ContactUpdated};
 use segmentd_domain::time::{MILLIS_PER_DAY, Timestamp};
@@ -341,9 +342,48 @@ enum Step {
     Clock(i64),
 }
 
-/// Criteria a segment can store: their text form parses back.
+/// Criteria a segment can store: their text form parses back. `in
+/// segment J` here means the segment in slot J (see [`bind`]).
 fn storable() -> impl Strategy<Value = Criteria> {
-    criteria().prop_filter_map("stored as text", |c| Criteria::parse(&c.to_string()).ok())
+    let leaf = prop_oneof![
+        4 => condition(),
+        1 => (0u64..3).prop_map(|slot| Criteria::InSegment(SegmentRef::Id(slot))),
+    ];
+    let tree = leaf.prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 1..4).prop_map(Criteria::All),
+            prop::collection::vec(inner.clone(), 1..4).prop_map(Criteria::Any),
+            inner.prop_map(|c| Criteria::Not(Box::new(c))),
+        ]
+    });
+    tree.prop_filter_map("stored as text", |c| Criteria::parse(&c.to_string()).ok())
+}
+
+/// The criteria to store in slot `slot`: `in segment J` becomes the id of
+/// the segment in slot J when J is a lower slot that holds one (so no
+/// cycle can form, as the catalogue ensures), else an id no segment has
+/// (which matches no one).
+fn bind(c: &Criteria, slot: usize, slots: &Slots) -> Criteria {
+    match c {
+        Criteria::All(children) => Criteria::All(children.iter().map(|c| bind(c, slot, slots)).collect()),
+        Criteria::Any(children) => Criteria::Any(children.iter().map(|c| bind(c, slot, slots)).collect()),
+        Criteria::Not(child) => Criteria::Not(Box::new(bind(child, slot, slots))),
+        Criteria::InSegment(SegmentRef::Id(j)) => {
+            let j = *j as usize;
+            let id = match slots.get(j) {
+                Some(Some((id, _, _))) if j < slot => *id,
+                _ => 10_000 + j as u64,
+            };
+            Criteria::InSegment(SegmentRef::Id(id))
+        }
+        other => other.clone(),
+    }
+}
+
+/// What the plain evaluator needs for `in segment`: the slots' criteria by id.
+fn matches(c: &Contact, criteria: &Criteria, slots: &Slots, now: Timestamp) -> bool {
+    let lookup = |id: u64| slots.iter().flatten().find(|(i, _, _)| *i == id).map(|(_, _, c)| c);
+    criteria.matches_in(c, now, &lookup)
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -437,7 +477,7 @@ proptest! {
             model.read(ORG, |view, _| {
                 for (id, _, criteria) in slots.iter().flatten() {
                     let want: Vec<String> = expected
-                        .rows.iter().flatten().filter(|c| criteria.matches(c, now)).map(|c| c.email.clone()).collect();
+                        .rows.iter().flatten().filter(|c| matches(c, criteria, slots, now)).map(|c| c.email.clone()).collect();
                     prop_assert_eq!(view.segment_count(*id, criteria, now), want.len() as u64, "count of {}", criteria);
                     let mut got = Vec::new();
                     let mut after = None;
@@ -468,6 +508,7 @@ proptest! {
             let event = match step {
                 Step::Contact(change) => expected.apply(&change).map(|e| recorded(seq, e)),
                 Step::Define(slot, criteria) => {
+                    let criteria = bind(&criteria, slot, &slots);
                     let text = criteria.to_string();
                     Some(match &mut slots[slot] {
                         Some((id, _, old)) => {
@@ -492,6 +533,14 @@ proptest! {
                         }
                     })
                 }
+                // The catalogue refuses to delete a segment others use.
+                Step::Drop(slot)
+                    if slots[slot].as_ref().is_some_and(|(id, _, _)| {
+                        slots.iter().flatten().any(|(_, _, c)| c.segment_ids().contains(id))
+                    }) =>
+                {
+                    None
+                }
                 Step::Drop(slot) => slots[slot].take().map(|(id, name, _)| {
                     segment_event(seq, Event::SegmentDeleted(segmentd_domain::event::SegmentDeleted { segment_id: id, name }))
                 }),
@@ -514,7 +563,7 @@ proptest! {
         let now = clock.now();
         for (id, _, criteria) in slots.iter().flatten() {
             let want: std::collections::BTreeSet<String> =
-                expected.rows.iter().flatten().filter(|c| criteria.matches(c, now)).map(|c| c.email.clone()).collect();
+                expected.rows.iter().flatten().filter(|c| matches(c, criteria, &slots, now)).map(|c| c.email.clone()).collect();
             prop_assert_eq!(fed.remove(id).unwrap_or_default(), want, "feed of segment {}", id);
         }
         // Deleted segments' members all left.

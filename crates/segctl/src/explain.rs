@@ -50,6 +50,18 @@ fn node_text(node: &pb::ExplainedNode, depth: usize, text: &mut String) {
         text.push_str(&format!("{indent}{} {}    [{} = {value}]\n", mark(node.result), node.condition, node.field));
         return;
     }
+    if node.kind == "segment" {
+        let used = if node.segment_name.is_empty() {
+            "no such segment".to_owned()
+        } else {
+            format!("{:?}", node.segment_name)
+        };
+        text.push_str(&format!("{indent}{} {}    [{used}]\n", mark(node.result), node.condition));
+        for child in &node.children {
+            node_text(child, depth + 1, text);
+        }
+        return;
+    }
     text.push_str(&format!("{indent}{} {}\n", mark(node.result), node.kind));
     for child in &node.children {
         node_text(child, depth + 1, text);
@@ -104,6 +116,15 @@ fn node_json(node: &pb::ExplainedNode) -> Value {
             "result": node.result,
         });
     }
+    if node.kind == "segment" {
+        return json!({
+            "condition": node.condition,
+            "segment_id": node.segment_id,
+            "segment_name": node.segment_name,
+            "result": node.result,
+            "criteria": node.children.first().map(node_json),
+        });
+    }
     json!({"group": node.kind, "result": node.result, "children": node.children.iter().map(node_json).collect::<Vec<_>>()})
 }
 
@@ -140,7 +161,7 @@ mod tests {
             field: field.into(),
             value: value.into(),
             has_value: !value.is_empty(),
-            children: vec![],
+            ..Default::default()
         }
     }
 

@@ -108,6 +108,8 @@ pub(crate) fn segment_json(segment: &pb::Segment) -> Value {
         "topics": segment.topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         "bulk_parent_id": segment.bulk_parent_id,
         "cloned_from_id": segment.cloned_from_id,
+        "uses": segment.uses.iter().map(|s| json!({"id": s.id, "name": s.name})).collect::<Vec<_>>(),
+        "used_by": segment.used_by.iter().map(|s| json!({"id": s.id, "name": s.name})).collect::<Vec<_>>(),
     })
 }
 
@@ -129,6 +131,15 @@ pub(crate) fn segment_text(segment: &pb::Segment, sequence: Option<u64>) -> Stri
     if !segment.topics.is_empty() {
         let names: Vec<String> = segment.topics.iter().map(|t| cell(&t.name)).collect();
         out.push_str(&format!("topics:    {}\n", names.join(", ")));
+    }
+    let names = |list: &[pb::SegmentName]| -> String {
+        list.iter().map(|s| format!("{} ({})", cell(&s.name), s.id)).collect::<Vec<_>>().join(", ")
+    };
+    if !segment.uses.is_empty() {
+        out.push_str(&format!("uses:      {}\n", names(&segment.uses)));
+    }
+    if !segment.used_by.is_empty() {
+        out.push_str(&format!("used by:   {}\n", names(&segment.used_by)));
     }
     if segment.cloned_from_id != 0 {
         out.push_str(&format!("cloned:    from segment {}\n", segment.cloned_from_id));

@@ -4,7 +4,7 @@
 use segmentd_domain::catalog::{CampaignDef, ListDef, TopicDef, parse_name};
 use segmentd_domain::contact::MAX_EMAIL_LEN;
 use segmentd_domain::contact_decide::{ContactPatch, FieldInput};
-use segmentd_domain::criteria::{Condition, Operator, Value};
+use segmentd_domain::criteria::{Condition, Operator, SegmentRef, Value};
 use segmentd_domain::event::{Activity, JobKind};
 use segmentd_domain::explain::Explained;
 use segmentd_domain::segment::{MAX_SEGMENT_NAME_LEN, SegmentCatalog, SegmentDef};
@@ -101,7 +101,9 @@ pub fn membership_cause(cause: Cause) -> pb::MembershipCause {
 
 /// A segment as the API shows it; `catalog` names its topics.
 pub fn segment(def: &SegmentDef, catalog: &SegmentCatalog) -> pb::Segment {
-    let tree = Criteria::parse(&def.criteria).ok().map(|c| criteria_to_proto(&c));
+    let parsed = Criteria::parse(&def.criteria).ok();
+    let tree = parsed.as_ref().map(criteria_to_proto);
+    let uses = parsed.map(|c| c.segment_ids()).unwrap_or_default();
     pb::Segment {
         id: def.id,
         name: def.name.clone(),
@@ -115,7 +117,14 @@ pub fn segment(def: &SegmentDef, catalog: &SegmentCatalog) -> pb::Segment {
         topics: def.topics.iter().filter_map(|id| catalog.extras.topics.get(id)).map(topic).collect(),
         bulk_parent_id: def.bulk_parent.unwrap_or_default(),
         cloned_from_id: def.cloned_from.unwrap_or_default(),
+        uses: uses.into_iter().map(|id| segment_name(id, catalog)).collect(),
+        used_by: Vec::new(),
     }
+}
+
+/// Segment `id` by id and name (no name for one the catalogue lacks).
+pub fn segment_name(id: u64, catalog: &SegmentCatalog) -> pb::SegmentName {
+    pb::SegmentName { id, name: catalog.segments.get(&id).map(|s| s.name.clone()).unwrap_or_default() }
 }
 
 pub fn topic(t: &TopicDef) -> pb::Topic {
@@ -370,6 +379,12 @@ fn criteria_from_proto(node: &pb::Criteria, path: &str, depth: usize) -> Result<
             Ok(Criteria::Not(Box::new(criteria_from_proto(inner, &format!("{path}.not"), depth + 1)?)))
         }
         Some(Node::Condition(c)) => condition_from_proto(c, &format!("{path}.condition")).map(Criteria::Condition),
+        Some(Node::InSegment(r)) => {
+            Ok(Criteria::InSegment(match segment_ref(&format!("{path}.in_segment"), Some(r))? {
+                SegmentLookup::Id(id) => SegmentRef::Id(id),
+                SegmentLookup::Name(name) => SegmentRef::Name(name.to_owned()),
+            }))
+        }
     }
 }
 
@@ -473,6 +488,12 @@ pub fn criteria_to_proto(c: &Criteria) -> pb::Criteria {
         Criteria::Any(children) => Node::Any(group(children)),
         Criteria::Not(inner) => Node::Not(Box::new(criteria_to_proto(inner))),
         Criteria::Condition(cond) => Node::Condition(condition_to_proto(cond)),
+        Criteria::InSegment(r) => Node::InSegment(pb::SegmentRef {
+            by: Some(match r {
+                SegmentRef::Id(id) => pb::segment_ref::By::Id(*id),
+                SegmentRef::Name(name) => pb::segment_ref::By::Name(name.clone()),
+            }),
+        }),
     };
     pb::Criteria { node: Some(node) }
 }
@@ -658,7 +679,16 @@ fn explained(node: &Explained) -> pb::ExplainedNode {
             field: field.clone(),
             value: value.clone().unwrap_or_default(),
             has_value: value.is_some(),
-            children: Vec::new(),
+            ..Default::default()
+        },
+        Explained::InSegment { condition, segment, result, tree } => pb::ExplainedNode {
+            kind: "segment".to_owned(),
+            result: *result,
+            condition: condition.clone(),
+            children: tree.iter().map(|t| explained(t)).collect(),
+            segment_id: segment.as_ref().map_or(0, |(id, _)| *id),
+            segment_name: segment.as_ref().map(|(_, name)| name.clone()).unwrap_or_default(),
+            ..Default::default()
         },
     }
 }

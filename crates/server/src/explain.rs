@@ -57,7 +57,7 @@ pub async fn explain_membership(
     contact: ContactRef,
     at: Timestamp,
 ) -> Result<Explanation, HistoryError> {
-    let (seq, def, criteria, contact) = model.read(org, |view, seq| {
+    let (seq, def, tree, contact) = model.read(org, |view, seq| {
         let def = view.segment(segment.clone()).cloned().ok_or_else(|| HistoryError::NotFound(missing(&segment)))?;
         let criteria = view.segment_criteria(def.id).cloned().ok_or_else(|| {
             HistoryError::NotFound(format!("segment {} has criteria this server cannot read", def.id))
@@ -80,9 +80,12 @@ pub async fn explain_membership(
                 }
             }
         };
-        Ok((seq, def, criteria, contact))
+        // The segments `in segment` conditions use, through any chain.
+        let catalog = view.catalog();
+        let segments = |id: u64| Some((catalog.segments.get(&id)?.name.as_str(), &**view.segment_criteria(id)?));
+        let tree = explain(&criteria, &contact, at, &segments);
+        Ok((seq, def, tree, contact))
     })?;
-    let tree = explain(&criteria, &contact, at);
     let (since, history_note) = match log {
         Some(log) => (cause(log, org, &def, &contact.email, tree.result(), seq).await?, String::new()),
         None => (None, "this node has no log to read the history from".to_owned()),

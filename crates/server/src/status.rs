@@ -109,7 +109,7 @@ pub fn feed(e: FeedError) -> Status {
     }
 }
 
-fn domain(e: DomainError) -> Status {
+pub fn domain(e: DomainError) -> Status {
     let msg = e.to_string();
     match e {
         DomainError::SegmentNameTaken(_)
@@ -119,9 +119,13 @@ fn domain(e: DomainError) -> Status {
         DomainError::SegmentNotFound(_)
         | DomainError::ContactNotFound(_)
         | DomainError::TopicNotFound(_)
-        | DomainError::JobNotFound(_) => Status::not_found(msg),
+        | DomainError::JobNotFound(_)
+        | DomainError::UnknownSegmentName(_)
+        | DomainError::UsedSegmentMissing(_) => Status::not_found(msg),
         DomainError::StaleVersion { .. } => Status::aborted(msg),
-        DomainError::NothingToUpdate | DomainError::InvalidValue(_) => Status::invalid_argument(msg),
+        DomainError::NothingToUpdate | DomainError::InvalidValue(_) | DomainError::SegmentCycle(_) => {
+            Status::invalid_argument(msg)
+        }
         DomainError::NotConfirmed(_)
         | DomainError::LegacySegmentReadOnly { .. }
         | DomainError::TopicsAlreadyAssigned { .. }
@@ -130,6 +134,7 @@ fn domain(e: DomainError) -> Status {
         | DomainError::TooManyBulkValues { .. }
         | DomainError::NoBulkValues(_)
         | DomainError::JobEnded { .. }
+        | DomainError::SegmentInUse { .. }
         | DomainError::NothingToRollBack(_) => Status::failed_precondition(msg),
     }
 }

@@ -75,6 +75,8 @@ pub enum SqlError {
     UnknownField(String),
     #[error("field {field}: operator {operator} is not translated for this kind of field")]
     Unsupported { field: String, operator: &'static str },
+    #[error("{0}: the benchmark's criteria do not use other segments")]
+    InSegment(String),
 }
 
 /// The `WHERE` clause (without the keyword) that selects the rows `criteria`
@@ -111,6 +113,7 @@ fn write_node(out: &mut String, node: &Criteria, at: Timestamp, negated: bool, n
             out.push(')');
         }
         Criteria::Condition(c) => write_condition(out, c, at, negated)?,
+        Criteria::InSegment(_) => return Err(SqlError::InSegment(node.to_string())),
     }
     Ok(())
 }

@@ -21,6 +21,18 @@ pub enum Criteria {
     /// Matches when the child does not.
     Not(Box<Criteria>),
     Condition(Condition),
+    /// Matches the members of another saved segment: `in segment 12`.
+    /// Stored trees name the segment by id (so a rename changes nothing);
+    /// a name is what a user writes, resolved when the tree is saved or
+    /// queried.
+    InSegment(SegmentRef),
+}
+
+/// The segment an `in segment` condition refers to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SegmentRef {
+    Id(u64),
+    Name(String),
 }
 
 /// `field operator value(s)`. Build it with [`Condition::new`], which checks
@@ -96,6 +108,8 @@ pub enum CriteriaError {
     TooManyConditions,
     #[error("the criteria's text form would be longer than {max} bytes", max = MAX_TEXT_LEN)]
     TextTooLong,
+    #[error("an in segment condition names no segment; give a segment name or id")]
+    EmptySegmentName,
 }
 
 // Canonical operator spellings, which are also the names used in errors.
@@ -329,12 +343,18 @@ impl Criteria {
                     }
                 }
                 Criteria::Not(child) => stack.push((child, level + 1)),
-                Criteria::Condition(c) => {
+                Criteria::Condition(_) | Criteria::InSegment(_) => {
                     conditions += 1;
                     if conditions > MAX_CONDITIONS {
                         return Err(CriteriaError::TooManyConditions);
                     }
-                    c.check()?;
+                    match node {
+                        Criteria::Condition(c) => c.check()?,
+                        Criteria::InSegment(SegmentRef::Name(name)) if name.is_empty() => {
+                            return Err(CriteriaError::EmptySegmentName);
+                        }
+                        _ => {}
+                    }
                 }
             }
         }
@@ -350,10 +370,62 @@ impl Criteria {
                     Criteria::All(children) | Criteria::Any(children) => stack.extend(children.iter().rev()),
                     Criteria::Not(child) => stack.push(child),
                     Criteria::Condition(c) => return Some(&c.field),
+                    Criteria::InSegment(_) => {}
                 }
             }
             None
         })
+    }
+
+    /// The segments `in segment` conditions refer to, in text order.
+    pub fn segment_refs(&self) -> impl Iterator<Item = &SegmentRef> {
+        let mut stack = vec![self];
+        std::iter::from_fn(move || {
+            while let Some(node) = stack.pop() {
+                match node {
+                    Criteria::All(children) | Criteria::Any(children) => stack.extend(children.iter().rev()),
+                    Criteria::Not(child) => stack.push(child),
+                    Criteria::Condition(_) => {}
+                    Criteria::InSegment(r) => return Some(r),
+                }
+            }
+            None
+        })
+    }
+
+    /// The ids of the segments the tree refers to (a stored tree refers by
+    /// id only), each once, ascending.
+    pub fn segment_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .segment_refs()
+            .filter_map(|r| match r {
+                SegmentRef::Id(id) => Some(*id),
+                SegmentRef::Name(_) => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Replaces every segment name with the id `id_of` gives it; the first
+    /// name it does not know is the error.
+    pub fn resolve_segment_names(&mut self, id_of: &dyn Fn(&str) -> Option<u64>) -> Result<(), String> {
+        let mut stack = vec![self];
+        while let Some(node) = stack.pop() {
+            match node {
+                Criteria::All(children) | Criteria::Any(children) => stack.extend(children.iter_mut().rev()),
+                Criteria::Not(child) => stack.push(child),
+                Criteria::Condition(_) => {}
+                Criteria::InSegment(r) => {
+                    if let SegmentRef::Name(name) = r {
+                        let id = id_of(name).ok_or_else(|| name.clone())?;
+                        *r = SegmentRef::Id(id);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn is_group(&self) -> bool {

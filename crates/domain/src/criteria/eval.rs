@@ -2,20 +2,48 @@
 //! ranges, relative dates against a pinned clock, and case-insensitive text
 //! comparison that allocates only for non-ASCII substring search.
 
-use super::ast::{Condition, Criteria, Operator, Value};
+use super::MAX_SEGMENT_NESTING;
+use super::ast::{Condition, Criteria, Operator, SegmentRef, Value};
 use crate::contact::{Contact, FieldValue};
 use crate::time::Timestamp;
 use std::cmp::Ordering;
 
+/// The criteria of saved segments by id, for `in segment` conditions.
+pub type SegmentCriteria<'s> = dyn Fn(u64) -> Option<&'s Criteria> + 's;
+
 impl Criteria {
     /// Whether `contact` matches, with relative dates (`within_last`,
-    /// `more_than … ago`) measured back from `at`.
+    /// `more_than … ago`) measured back from `at`. An `in segment`
+    /// condition is false here: see [`Criteria::matches_in`].
     pub fn matches(&self, contact: &Contact, at: Timestamp) -> bool {
+        self.matches_in(contact, at, &|_| None)
+    }
+
+    /// [`Criteria::matches`], with `in segment X` true when `segments(X)`'s
+    /// criteria match. An unknown segment, or one nested deeper than
+    /// [`MAX_SEGMENT_NESTING`] (only a cycle the catalogue should have
+    /// refused gets there), matches no one.
+    pub fn matches_in<'s>(&self, contact: &Contact, at: Timestamp, segments: &SegmentCriteria<'s>) -> bool {
+        self.matches_nested(contact, at, segments, 0)
+    }
+
+    fn matches_nested<'s>(
+        &self,
+        contact: &Contact,
+        at: Timestamp,
+        segments: &SegmentCriteria<'s>,
+        depth: usize,
+    ) -> bool {
+        let child = |c: &Criteria| c.matches_nested(contact, at, segments, depth);
         match self {
-            Criteria::All(children) => children.iter().all(|c| c.matches(contact, at)),
-            Criteria::Any(children) => children.iter().any(|c| c.matches(contact, at)),
-            Criteria::Not(child) => !child.matches(contact, at),
+            Criteria::All(children) => children.iter().all(child),
+            Criteria::Any(children) => children.iter().any(child),
+            Criteria::Not(c) => !child(c.as_ref()),
             Criteria::Condition(c) => c.matches(contact, at),
+            Criteria::InSegment(SegmentRef::Id(id)) if depth < MAX_SEGMENT_NESTING => {
+                segments(*id).is_some_and(|c| c.matches_nested(contact, at, segments, depth + 1))
+            }
+            Criteria::InSegment(_) => false,
         }
     }
 }

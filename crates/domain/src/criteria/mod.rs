@@ -12,7 +12,9 @@
 //! (Unicode lowercase, char by char, as PostgreSQL citext's `lower()`); an
 //! empty value (`""` or none) makes every comparison false except `is_empty`
 //! and the negative operators `!=`, `not_in`, `not_contains`, which are true
-//! on it; `not` negates its child as a plain boolean.
+//! on it; `not` negates its child as a plain boolean. `in segment X` is
+//! true when X's criteria match the contact (evaluated, not read from a
+//! kept member set, so it holds at any clock instant and in any order).
 
 mod ast;
 mod eval;
@@ -21,7 +23,8 @@ mod print;
 #[cfg(test)]
 mod tests;
 
-pub use ast::{Condition, Criteria, CriteriaError, Operator, Value};
+pub use ast::{Condition, Criteria, CriteriaError, Operator, SegmentRef, Value};
+pub use eval::SegmentCriteria;
 pub use parse::ParseError;
 
 /// Most levels of nesting: each `not`, and each group inside another group,
@@ -34,3 +37,6 @@ pub const MAX_CONDITIONS: usize = 256;
 pub const MAX_TEXT_LEN: usize = 16 * 1024;
 /// Most values in one `in` / `not_in` list.
 pub const MAX_LIST_VALUES: usize = 1000;
+/// Most segments in a chain of `in segment` conditions (B in A, C in B, …):
+/// each link is a whole tree more to evaluate per contact.
+pub const MAX_SEGMENT_NESTING: usize = 8;

@@ -3,7 +3,7 @@
 //! hostile input cannot exhaust the stack or memory), and every error says
 //! where (1-based character column), what was expected and what was found.
 
-use super::ast::{Condition, Criteria, Operator, Value, kind_name, operators_for};
+use super::ast::{Condition, Criteria, Operator, SegmentRef, Value, kind_name, operators_for};
 use super::print::text_len_at_most;
 use super::{MAX_CONDITIONS, MAX_DEPTH, MAX_LIST_VALUES, MAX_TEXT_LEN};
 use crate::contact::{Field, FieldKind};
@@ -356,6 +356,8 @@ impl<'a> Parser<'a> {
                 self.close(&tok)?;
                 Ok(Node { start: tok.start, ..inner })
             }
+            // No field is named `in` (custom fields carry a prefix).
+            Tok::Word(w) if w.eq_ignore_ascii_case("in") => self.parse_in_segment(&tok),
             Tok::Word(w) if !w.eq_ignore_ascii_case("and") && !w.eq_ignore_ascii_case("or") => {
                 self.parse_condition(w, &tok)
             }
@@ -375,12 +377,30 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_condition(&mut self, name: &str, field_tok: &Token<'_>) -> Result<Node, ParseError> {
-        let field = Field::parse(name).map_err(|e| self.err(field_tok, format!("a field name ({e})")))?;
+    /// `in segment "Name"` or `in segment 12` (an id), after `in`.
+    fn parse_in_segment(&mut self, in_tok: &Token<'_>) -> Result<Node, ParseError> {
+        self.count_condition(in_tok)?;
+        self.keyword("segment", "\"segment\" after \"in\" (in segment \"Name\")")?;
+        let tok = self.next()?;
+        let target = match &tok.tok {
+            Tok::Str(name) if !name.trim().is_empty() => SegmentRef::Name(name.trim().to_owned()),
+            Tok::Number(n) => SegmentRef::Id(n.parse().map_err(|_| self.err(&tok, "a segment id (a whole number)"))?),
+            _ => return Err(self.err(&tok, "a segment name in quotes or a segment id")),
+        };
+        Ok(Node { tree: Criteria::InSegment(target), levels: 0, start: in_tok.start })
+    }
+
+    fn count_condition(&mut self, at: &Token<'_>) -> Result<(), ParseError> {
         self.conditions += 1;
         if self.conditions > MAX_CONDITIONS {
-            return Err(self.err(field_tok, format!("at most {MAX_CONDITIONS} conditions")));
+            return Err(self.err(at, format!("at most {MAX_CONDITIONS} conditions")));
         }
+        Ok(())
+    }
+
+    fn parse_condition(&mut self, name: &str, field_tok: &Token<'_>) -> Result<Node, ParseError> {
+        let field = Field::parse(name).map_err(|e| self.err(field_tok, format!("a field name ({e})")))?;
+        self.count_condition(field_tok)?;
         let kind = field.kind();
         let op_tok = self.next()?;
         let (name, op_end) = self.operator_name(&op_tok)?;

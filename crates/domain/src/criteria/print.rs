@@ -2,7 +2,7 @@
 //! single spaces, every group inside a group parenthesized and `not (…)`
 //! always with parentheses, so that parsing it gives back the same tree.
 
-use super::ast::{Condition, Criteria, Operator, Value};
+use super::ast::{Condition, Criteria, Operator, SegmentRef, Value};
 use std::fmt::{self, Write};
 
 impl fmt::Display for Criteria {
@@ -43,6 +43,11 @@ fn write_node(node: &Criteria, f: &mut fmt::Formatter<'_>, in_group: bool) -> fm
             f.write_char(')')
         }
         Criteria::Condition(c) => write!(f, "{c}"),
+        Criteria::InSegment(SegmentRef::Id(id)) => write!(f, "in segment {id}"),
+        Criteria::InSegment(SegmentRef::Name(name)) => {
+            f.write_str("in segment ")?;
+            write_quoted(f, name)
+        }
     }
 }
 

@@ -867,8 +867,16 @@ fn condition_strategy() -> impl Strategy<Value = Criteria> {
     })
 }
 
+fn segment_ref_strategy() -> impl Strategy<Value = Criteria> {
+    prop_oneof![
+        any::<u64>().prop_map(SegmentRef::Id),
+        "[A-Za-z\"\\\\é][A-Za-z0-9 \"\\\\é()]{0,8}[A-Za-z]".prop_map(SegmentRef::Name),
+    ]
+    .prop_map(Criteria::InSegment)
+}
+
 fn criteria_strategy() -> impl Strategy<Value = Criteria> {
-    condition_strategy().prop_recursive(5, 48, 4, |inner| {
+    prop_oneof![9 => condition_strategy(), 1 => segment_ref_strategy()].prop_recursive(5, 48, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 2..5).prop_map(Criteria::All),
             prop::collection::vec(inner.clone(), 2..5).prop_map(Criteria::Any),
@@ -981,4 +989,53 @@ proptest! {
         prop_assert_eq!(ends_with_ci(&a, &b), la.ends_with(&lb));
         prop_assert_eq!(contains_ci(&a, &b), la.contains(&lb));
     }
+}
+
+// ---------------------------------------------------------- in segment
+
+#[test]
+fn given_in_segment_by_name_or_id_when_parsed_then_printed_canonically() {
+    assert_eq!(parse(r#"IN SEGMENT "Young EU""#), Criteria::InSegment(SegmentRef::Name("Young EU".into())));
+    assert_eq!(parse("in segment 12").to_string(), "in segment 12");
+    let text = r#"not in segment "Buyers" and (in segment 3 or age > 30)"#;
+    assert_eq!(parse(text).to_string(), r#"not (in segment "Buyers") and (in segment 3 or age > 30)"#);
+    assert_eq!(parse(&parse(text).to_string()), parse(text));
+}
+
+#[test]
+fn given_a_malformed_in_segment_when_parsed_then_the_error_says_what_was_expected() {
+    let e = parse_err("in segmnt 3");
+    assert!(e.expected.contains("\"segment\" after \"in\""), "{e}");
+    let e = parse_err("in segment age");
+    assert!(e.expected.contains("segment name in quotes or a segment id"), "{e}");
+    let e = parse_err(r#"in segment "  ""#);
+    assert_eq!(e.position, 12, "{e}");
+    let e = parse_err("in segment -3");
+    assert!(e.expected.contains("segment id"), "{e}");
+}
+
+#[test]
+fn given_segments_when_matched_in_then_in_segment_follows_their_criteria() {
+    let young = parse("age < 30");
+    let young_de = parse(r#"in segment 1 and country = "DE""#);
+    let lookup = |id: u64| match id {
+        1 => Some(&young),
+        2 => Some(&young_de),
+        _ => None,
+    };
+    let c = Contact { age: Some(25), country: "de".into(), ..contact() };
+    assert!(parse("in segment 2").matches_in(&c, at(), &lookup));
+    assert!(!parse("not in segment 2").matches_in(&c, at(), &lookup));
+    assert!(!parse("in segment 9").matches_in(&c, at(), &lookup), "an unknown segment matches no one");
+    assert!(!parse("in segment 2").matches(&c, at()), "without segments, in segment is false");
+    let old = Contact { age: Some(45), ..c };
+    assert!(!parse("in segment 2").matches_in(&old, at(), &lookup));
+}
+
+#[test]
+fn given_a_cycle_that_slipped_through_when_matched_then_the_nesting_limit_stops_it() {
+    let selfish = parse("in segment 1 or age < 30");
+    let lookup = |_: u64| Some(&selfish);
+    let c = Contact { age: Some(45), ..contact() };
+    assert!(!selfish.matches_in(&c, at(), &lookup));
 }

@@ -10,25 +10,40 @@ use super::{ContactIndex, OrderedIndex};
 use crate::stored::StoredContact;
 use roaring::RoaringBitmap;
 use segmentd_domain::contact::FieldKind;
-use segmentd_domain::criteria::{Condition, Criteria, Operator, Value};
+use segmentd_domain::criteria::{Condition, Criteria, MAX_SEGMENT_NESTING, Operator, SegmentRef, Value};
 use segmentd_domain::time::Timestamp;
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::ops::Bound::{Excluded, Included, Unbounded};
+use std::sync::Arc;
 
 /// Testing a candidate row's contact costs about this many distinct-value
 /// tests: a row test chases the contact's pointers, a value test reads one
 /// string.
 const ROW_TEST_COST: u64 = 4;
 
+/// Saved segments' criteria by id, for `in segment` conditions.
+pub(crate) type SegmentCriteria = HashMap<u64, Arc<Criteria>>;
+
 pub(crate) struct Evaluator<'a> {
     index: &'a ContactIndex,
     rows: &'a [Option<StoredContact>],
+    segments: &'a SegmentCriteria,
     at: Timestamp,
+    /// How many `in segment` links deep the evaluation is.
+    nesting: Cell<usize>,
 }
 
 impl<'a> Evaluator<'a> {
-    /// `rows` are the contacts the index was built from, by row.
-    pub(crate) fn new(index: &'a ContactIndex, rows: &'a [Option<StoredContact>], at: Timestamp) -> Self {
-        Evaluator { index, rows, at }
+    /// `rows` are the contacts the index was built from, by row; `segments`
+    /// what `in segment` conditions refer to.
+    pub(crate) fn new(
+        index: &'a ContactIndex,
+        rows: &'a [Option<StoredContact>],
+        segments: &'a SegmentCriteria,
+        at: Timestamp,
+    ) -> Self {
+        Evaluator { index, rows, segments, at, nesting: Cell::new(0) }
     }
 
     /// The rows of `within` that match `node`.
@@ -72,6 +87,19 @@ impl<'a> Evaluator<'a> {
                 };
                 indexed.unwrap_or_else(|| self.scan(c, within))
             }
+            // The used segment's criteria, evaluated here rather than read
+            // from its kept member set: exact at any clock instant, and
+            // whatever order the kept sets are refreshed in. The nesting
+            // limit (as `Criteria::matches_in`) only stops a cycle that
+            // the catalogue should have refused.
+            Criteria::InSegment(SegmentRef::Id(id)) if self.nesting.get() < MAX_SEGMENT_NESTING => {
+                let Some(used) = self.segments.get(id) else { return RoaringBitmap::new() };
+                self.nesting.set(self.nesting.get() + 1);
+                let rows = self.eval(used, within);
+                self.nesting.set(self.nesting.get() - 1);
+                rows
+            }
+            Criteria::InSegment(_) => RoaringBitmap::new(),
         }
     }
 

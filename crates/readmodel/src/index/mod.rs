@@ -40,7 +40,7 @@ mod rows;
 mod tests;
 mod text;
 
-pub(crate) use eval::Evaluator;
+pub(crate) use eval::{Evaluator, SegmentCriteria};
 
 use crate::stored::{ContactFields, StoredContact};
 use ordered::OrderedIndex;

@@ -48,7 +48,8 @@ impl Given {
     /// The names of the contacts that `criteria` selects through the index,
     /// after checking that the plain evaluator selects the same ones.
     fn select(&self, criteria: &Criteria) -> Vec<String> {
-        let found = Evaluator::new(&self.index, &self.rows, at()).eval(criteria, self.index.live());
+        let found =
+            Evaluator::new(&self.index, &self.rows, &Default::default(), at()).eval(criteria, self.index.live());
         let plain: RoaringBitmap = (0..self.rows.len() as u32)
             .filter(|&r| self.rows[r as usize].as_ref().is_some_and(|c| criteria.matches(&c.to_contact(), at())))
             .collect();

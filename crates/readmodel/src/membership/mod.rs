@@ -16,6 +16,12 @@
 //! - time: a segment with relative conditions (`within_last`, `more_than`)
 //!   is re-evaluated when the clock moves, only on the rows whose date lies
 //!   in the window that crossed a bound (`advance_members`).
+//! - segments of segments (`in segment X`): X's criteria are evaluated in
+//!   place, so a set never reads another set and stays exact whatever the
+//!   order; still, sets are refreshed each after the segments it uses, so
+//!   the feed reports X's change before its users'. A redefinition of X
+//!   recomputes every segment that uses X through any chain, and a user
+//!   moves with the clock when X does (its relative conditions include X's).
 //!
 //! Member sets are in memory only; at start they are computed from the
 //! index for every saved segment.
@@ -27,16 +33,17 @@ pub(crate) use feed::Feed;
 pub use feed::{Cause, ChangeRecord, FeedError, MemberChange, Watch, WatchFilter};
 pub use timer::run_membership_clock;
 
-use crate::index::Evaluator;
+use crate::index::{Evaluator, SegmentCriteria};
 use crate::model::{Members, OrgView};
 use crate::stored::StoredContact;
 use roaring::RoaringBitmap;
 use segmentd_domain::contact::{Field, FieldKind};
-use segmentd_domain::criteria::{Criteria, Operator};
+use segmentd_domain::criteria::{Criteria, Operator, SegmentRef};
+use segmentd_domain::dependencies::dependency_order;
 use segmentd_domain::time::Timestamp;
 use segmentd_log::Seq;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// Up to this many touched rows, each segment tests the contacts one by one
@@ -47,6 +54,16 @@ const FEW_ROWS: usize = 16;
 #[derive(Default)]
 pub(crate) struct Memberships {
     segments: BTreeMap<u64, SegmentSet>,
+    /// The ids of `segments`, each after the segments it uses (`in
+    /// segment`): the order sets are refreshed and changes reported in.
+    order: Vec<u64>,
+}
+
+impl Memberships {
+    fn reorder(&mut self, criteria: &SegmentCriteria) {
+        let uses = self.segments.keys().map(|id| (*id, criteria.get(id).map(|c| c.segment_ids()).unwrap_or_default()));
+        self.order = dependency_order(&uses.collect());
+    }
 }
 
 struct SegmentSet {
@@ -66,9 +83,12 @@ struct Relative {
     within: bool,
 }
 
-fn relative_conditions(criteria: &Criteria) -> Vec<Relative> {
+/// The relative conditions of `criteria` and of every segment it uses,
+/// through any chain: the used segments' answers move with the clock too.
+fn relative_conditions(criteria: &Criteria, segments: &SegmentCriteria) -> Vec<Relative> {
     let mut found = Vec::new();
     let mut stack = vec![criteria];
+    let mut seen = BTreeSet::new();
     while let Some(node) = stack.pop() {
         match node {
             Criteria::All(children) | Criteria::Any(children) => stack.extend(children),
@@ -82,6 +102,14 @@ fn relative_conditions(criteria: &Criteria) -> Vec<Relative> {
                 found.push(Relative { field: c.field.clone(), days: i64::from(days), within });
             }
             Criteria::Condition(_) => {}
+            Criteria::InSegment(SegmentRef::Id(id)) => {
+                if seen.insert(*id)
+                    && let Some(used) = segments.get(id)
+                {
+                    stack.push(used);
+                }
+            }
+            Criteria::InSegment(SegmentRef::Name(_)) => {}
         }
     }
     found
@@ -148,27 +176,47 @@ impl OrgView {
         for id in ids {
             let criteria = Arc::clone(&self.criteria[&id]);
             let rows = self.matching(&criteria, at);
-            let set = SegmentSet { rows, changed_at: applied, relative: relative_conditions(&criteria) };
-            self.memberships.segments.insert(id, set);
+            let relative = relative_conditions(&criteria, &self.criteria);
+            self.memberships.segments.insert(id, SegmentSet { rows, changed_at: applied, relative });
         }
+        self.memberships.reorder(&self.criteria);
     }
 
     /// Recomputes the members of the segments whose criteria the event at
-    /// `seq` set or removed; the differences.
+    /// `seq` set or removed, and of every segment that uses one of them
+    /// through any chain (their answers follow), each after those it uses;
+    /// the differences.
     pub(crate) fn redefine_members(&mut self, org: &str, seq: Seq, at: Timestamp) -> Vec<ChangeRecord> {
-        let mut ids = std::mem::take(&mut self.redefined);
-        ids.sort_unstable();
-        ids.dedup();
+        let mut changed: BTreeSet<u64> = std::mem::take(&mut self.redefined).into_iter().collect();
+        // The users of a changed segment are changed too, until none is new.
+        loop {
+            let users: Vec<u64> = self
+                .criteria
+                .iter()
+                .filter(|(id, c)| !changed.contains(id) && c.segment_ids().iter().any(|u| changed.contains(u)))
+                .map(|(id, _)| *id)
+                .collect();
+            if users.is_empty() {
+                break;
+            }
+            changed.extend(users);
+        }
+        let uses: BTreeMap<u64, Vec<u64>> = changed
+            .iter()
+            .map(|id| (*id, self.criteria.get(id).map(|c| c.segment_ids()).unwrap_or_default()))
+            .collect();
         let org: Arc<str> = Arc::from(org);
-        ids.into_iter().filter_map(|id| self.redefine(&org, id, seq, at)).collect()
+        let records = dependency_order(&uses).into_iter().filter_map(|id| self.redefine(&org, id, seq, at)).collect();
+        self.memberships.reorder(&self.criteria);
+        records
     }
 
     fn redefine(&mut self, org: &Arc<str>, id: u64, seq: Seq, at: Timestamp) -> Option<ChangeRecord> {
         let (entered, left, cause) = match self.criteria.get(&id).cloned() {
             Some(criteria) => {
                 let now = self.matching(&criteria, at);
-                let mut set =
-                    SegmentSet { rows: now.clone(), changed_at: seq, relative: relative_conditions(&criteria) };
+                let relative = relative_conditions(&criteria, &self.criteria);
+                let mut set = SegmentSet { rows: now.clone(), changed_at: seq, relative };
                 let old = self.memberships.segments.get(&id);
                 // A new segment's set is new at `seq`; a redefinition that
                 // keeps the same members changes nothing.
@@ -212,15 +260,17 @@ impl OrgView {
         } else {
             Vec::new()
         };
-        let evaluator = Evaluator::new(&self.index, &self.rows, at);
-        for (&id, set) in &mut self.memberships.segments {
+        let evaluator = Evaluator::new(&self.index, &self.rows, &self.criteria, at);
+        let segments = |id: u64| self.criteria.get(&id).map(|c| &**c);
+        for &id in &self.memberships.order {
+            let Some(set) = self.memberships.segments.get_mut(&id) else { continue };
             let Some(criteria) = self.criteria.get(&id) else { continue };
             let (entered, left) = if entries.len() <= FEW_ROWS {
                 let mut entered = RoaringBitmap::new();
                 let mut left = RoaringBitmap::new();
                 for (row, contact) in &few {
                     let row = *row;
-                    let is = contact.as_ref().is_some_and(|c| criteria.matches(c, at));
+                    let is = contact.as_ref().is_some_and(|c| criteria.matches_in(c, at, &segments));
                     match (set.rows.contains(row), is) {
                         (false, true) => entered.insert(row),
                         (true, false) => left.insert(row),
@@ -258,8 +308,9 @@ impl OrgView {
     ) -> Vec<ChangeRecord> {
         let (lo, hi) = (low.min(to), high.max(to));
         let mut records = Vec::new();
-        let evaluator = Evaluator::new(&self.index, &self.rows, to);
-        for (&id, set) in &mut self.memberships.segments {
+        let evaluator = Evaluator::new(&self.index, &self.rows, &self.criteria, to);
+        for &id in &self.memberships.order {
+            let Some(set) = self.memberships.segments.get_mut(&id) else { continue };
             let Some(criteria) = self.criteria.get(&id) else { continue };
             let mut candidates = RoaringBitmap::new();
             for rel in &set.relative {

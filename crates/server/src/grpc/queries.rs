@@ -7,6 +7,7 @@ use crate::convert;
 use crate::explain::ContactRef;
 use crate::grpc::{export, stopped};
 use segmentd_domain::catalog::MAX_BULK_SEGMENTS;
+use segmentd_domain::dependencies::{check_uses, users_of};
 use segmentd_domain::{Criteria, Timestamp};
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::queries_server::Queries;
@@ -386,9 +387,11 @@ impl Queries for QueriesService {
         let as_of = convert::as_of("as_of", req.as_of.as_ref())?;
         let past = self.past_state(as_of).await?;
         let found = self.model_of(&past).read(&org, |view, _| {
-            view.segment(lookup.clone())
-                .map(|s| Response::new(convert::segment(s, view.catalog())))
-                .ok_or_else(|| not_found(&lookup))
+            let def = view.segment(lookup.clone()).ok_or_else(|| not_found(&lookup))?;
+            let catalog = view.catalog();
+            let mut segment = convert::segment(def, catalog);
+            segment.used_by = users_of(catalog, def.id).iter().map(|u| convert::segment_name(u.id, catalog)).collect();
+            Ok(Response::new(segment))
         });
         mark_past(found, &past)
     }
@@ -475,18 +478,20 @@ impl Queries for QueriesService {
     ) -> Result<Response<pb::PreviewCriteriaReply>, Status> {
         let org = self.prepare(&request, request.get_ref().min_sequence).await?;
         let req = request.get_ref();
-        let criteria = convert::criteria("criteria", req.criteria.as_ref())?;
+        let mut criteria = convert::criteria("criteria", req.criteria.as_ref())?;
         let at = self.at(&req.at)?;
         let limit = page_size(req.page_size)?;
-        Ok(self.model.read(&org, |view, sequence| {
+        self.model.read(&org, |view, sequence| {
+            // `in segment` conditions, as CreateSegment would take them.
+            check_uses(view.catalog(), None, &mut criteria).map_err(crate::status::domain)?;
             let page = view.members(&criteria, at, None, limit);
-            Response::new(pb::PreviewCriteriaReply {
+            Ok(Response::new(pb::PreviewCriteriaReply {
                 count: view.count(&criteria, at),
                 contacts: page.contacts.iter().map(convert::contact).collect(),
                 criteria_text: criteria.to_string(),
                 sequence,
-            })
-        }))
+            }))
+        })
     }
 
     async fn list_topics(
