@@ -3,11 +3,9 @@
 //! lines, one object per event, then a filtered CSV export to a file and
 //! the histories of a segment and a contact.
 
-use segmentd_server::ServeConfig;
-
 mod common;
 
-use common::{segctl, stdout};
+use common::{segctl, serve_demo, stdout};
 
 async fn run(server: &str, args: &[&str]) -> String {
     let server = server.to_owned();
@@ -23,10 +21,7 @@ async fn run(server: &str, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_on_the_demo_data_print_one_json_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    config.demo = true;
-    let served = segmentd_server::serve(config).await.unwrap();
-    let server = format!("http://{}", served.addr);
+    let (served, server) = serve_demo(dir.path().to_path_buf(), |_| {}).await;
     let last_seq = served.log.as_ref().unwrap().last_seq().await.unwrap();
     let demo_events = segmentd_server::demo::demo_contacts().unwrap().len() + segmentd_server::demo::SEGMENTS.len();
     assert_eq!(last_seq, demo_events as u64, "one event per demo contact and segment");

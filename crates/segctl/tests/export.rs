@@ -4,12 +4,11 @@
 //! need quoting survive; date filters and bad input behave.
 
 use calamine::{Data, Reader, Xlsx, open_workbook};
-use segmentd_server::ServeConfig;
 use std::path::Path;
 
 mod common;
 
-use common::{segctl, stdout};
+use common::{segctl, serve_demo, stdout};
 
 const FIELDS: [&str; 6] = ["email", "first_name", "city", "age", "added_at", "custom.note"];
 
@@ -65,10 +64,7 @@ fn read_xlsx(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_writes_csv_jsonl_and_xlsx_that_read_back_as_the_members() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
-    config.demo = true;
-    let served = segmentd_server::serve(config).await.unwrap();
-    let server = format!("http://{}", served.addr);
+    let (served, server) = serve_demo(dir.path().join("data"), |_| {}).await;
 
     // The expected rows: the demo's Germans in file order, then Zoë.
     let demo = segmentd_server::demo::demo_contacts().unwrap();

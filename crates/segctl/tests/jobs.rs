@@ -2,19 +2,14 @@
 //! scores of a demo segment, follows the job, reads the audit entry back,
 //! and records activity.
 
-use segmentd_server::ServeConfig;
-
 mod common;
 
-use common::{segctl, stdout};
+use common::{segctl, serve_demo, stdout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_scores_then_read_the_audit_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    config.demo = true;
-    let served = segmentd_server::serve(config).await.unwrap();
-    let server = format!("http://{}", served.addr);
+    let (served, server) = serve_demo(dir.path().to_path_buf(), |_| {}).await;
 
     let s = server.clone();
     let (refused, reset, members, list, entry, json) = tokio::task::spawn_blocking(move || {

@@ -2,19 +2,14 @@
 //! binary) defines segments that use another, shows who uses whom, counts
 //! the members through the chain, and is refused deleting a used segment.
 
-use segmentd_server::ServeConfig;
-
 mod common;
 
-use common::{segctl, stdout};
+use common::{segctl, serve_demo, stdout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_using_a_segment_are_shown_counted_and_protect_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    config.demo = true;
-    let served = segmentd_server::serve(config).await.unwrap();
-    let server = format!("http://{}", served.addr);
+    let (served, server) = serve_demo(dir.path().to_path_buf(), |_| {}).await;
 
     let s = server.clone();
     let (buyers, de_buyers, counts, refused) = tokio::task::spawn_blocking(move || {

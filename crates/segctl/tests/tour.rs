@@ -12,7 +12,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{segctl, stdout};
+use common::{segctl, serve_demo, stdout};
 
 /// One `$` command of the tour and the output the README shows for it.
 #[derive(Debug)]
@@ -129,9 +129,7 @@ async fn the_readme_tour_prints_what_the_readme_shows() {
     assert_eq!(count_step.expected[0], young_de_fr.to_string());
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
-    config.demo = true;
-    let served = segmentd_server::serve(config).await.unwrap();
+    let (served, _) = serve_demo(dir.path().join("data"), |_| {}).await;
     let model = served.model.clone().unwrap();
     let log = served.log.clone().unwrap();
     let work = dir.path().join("work");
@@ -182,13 +180,12 @@ async fn the_readme_tour_prints_what_the_readme_shows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_dry_run_and_cancel_section_works() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    config.demo = true;
     // One member per batch and a long pause: the job is part way when cancelled.
-    config.jobs.batch_size = 1;
-    config.jobs.pause = std::time::Duration::from_secs(3600);
-    let served = segmentd_server::serve(config).await.unwrap();
-    let server = format!("http://{}", served.addr);
+    let (served, server) = serve_demo(dir.path().to_path_buf(), |config| {
+        config.jobs.batch_size = 1;
+        config.jobs.pause = std::time::Duration::from_secs(3600);
+    })
+    .await;
     let log = served.log.clone().unwrap();
     let before = log.last_seq().await.unwrap();
 
@@ -294,10 +291,7 @@ async fn the_readme_history_and_rollback_section_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_explain_example_works() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    config.demo = true;
-    let served = segmentd_server::serve(config).await.unwrap();
-    let server = format!("http://{}", served.addr);
+    let (served, server) = serve_demo(dir.path().to_path_buf(), |_| {}).await;
     tokio::task::spawn_blocking(move || {
         let run = |args: &[&str]| stdout(&segctl(&server, args));
         let first = run(&["--output", "json", "segments", "members", "germany", "--limit", "1"]);

@@ -361,35 +361,34 @@ impl Criteria {
         if super::print::text_len_at_most(self, MAX_TEXT_LEN) { Ok(()) } else { Err(CriteriaError::TextTooLong) }
     }
 
-    /// The fields the conditions refer to, in text order, repeats included.
-    pub fn fields(&self) -> impl Iterator<Item = &Field> {
+    /// The leaves (conditions and `in segment`), in text order.
+    fn leaves(&self) -> impl Iterator<Item = &Criteria> {
         let mut stack = vec![self];
         std::iter::from_fn(move || {
             while let Some(node) = stack.pop() {
                 match node {
                     Criteria::All(children) | Criteria::Any(children) => stack.extend(children.iter().rev()),
                     Criteria::Not(child) => stack.push(child),
-                    Criteria::Condition(c) => return Some(&c.field),
-                    Criteria::InSegment(_) => {}
+                    leaf => return Some(leaf),
                 }
             }
             None
         })
     }
 
+    /// The fields the conditions refer to, in text order, repeats included.
+    pub fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.leaves().filter_map(|leaf| match leaf {
+            Criteria::Condition(c) => Some(&c.field),
+            _ => None,
+        })
+    }
+
     /// The segments `in segment` conditions refer to, in text order.
     pub fn segment_refs(&self) -> impl Iterator<Item = &SegmentRef> {
-        let mut stack = vec![self];
-        std::iter::from_fn(move || {
-            while let Some(node) = stack.pop() {
-                match node {
-                    Criteria::All(children) | Criteria::Any(children) => stack.extend(children.iter().rev()),
-                    Criteria::Not(child) => stack.push(child),
-                    Criteria::Condition(_) => {}
-                    Criteria::InSegment(r) => return Some(r),
-                }
-            }
-            None
+        self.leaves().filter_map(|leaf| match leaf {
+            Criteria::InSegment(r) => Some(r),
+            _ => None,
         })
     }
 
