@@ -4,7 +4,8 @@
 //! with `--json`, one JSON object) with medians, extremes and the ratio.
 //!
 //! Build with `--release`. Without `--nats-url` it starts a private
-//! nats-server (the log-nats testkit) on a temporary store.
+//! nats-server (the log-nats testkit) on a temporary store, with
+//! `--nats-config` if given (e.g. `crates/bench/config/sync-always.conf`).
 //!
 //! **Must not depend on** product internals: only `segmentd_server::serve`,
 //! the gRPC API, the product's span names and plain async-nats.
@@ -32,6 +33,12 @@ struct Args {
     /// temporary store (and removed at exit).
     #[arg(long, env = "SEGMENTD_BENCH_NATS_URL")]
     nats_url: Option<String>,
+    /// A nats-server configuration file for the private server, e.g. one
+    /// holding `jetstream { sync_interval: always }` to measure fsync before
+    /// every acknowledgement (nats-server 2.10+: choose the binary with
+    /// `NATS_SERVER_BIN`). Port, address and store stay the testkit's.
+    #[arg(long, env = "SEGMENTD_BENCH_NATS_CONFIG", conflicts_with = "nats_url")]
+    nats_config: Option<std::path::PathBuf>,
     /// Events (= new contacts = messages) per measurement.
     #[arg(long, env = "SEGMENTD_BENCH_EVENTS", default_value_t = 200_000)]
     events: usize,
@@ -89,9 +96,23 @@ async fn main() -> anyhow::Result<()> {
     let (url, source, server_pid, _private) = match &args.nats_url {
         Some(url) => (url.clone(), "external server (--nats-url)".to_owned(), None, None),
         None => {
-            let server = NatsServer::start().await;
+            let (server, config) = match &args.nats_config {
+                Some(path) => {
+                    let config = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading the nats-server config {}", path.display()))?;
+                    // Named with its content in the report: the config is what is measured.
+                    let shown = config
+                        .lines()
+                        .filter(|l| !l.trim_start().starts_with('#'))
+                        .flat_map(str::split_whitespace)
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    (NatsServer::start_with_config(&config).await, format!(", config {}: {shown}", path.display()))
+                }
+                None => (NatsServer::start().await, String::new()),
+            };
             let source = format!(
-                "private nats-server started by the testkit, store {} (removed at exit)",
+                "private nats-server started by the testkit, store {} (removed at exit){config}",
                 server.store_dir().display()
             );
             let pid = segmentd_bench::cpu::find_server(&server.store_dir().to_string_lossy());
