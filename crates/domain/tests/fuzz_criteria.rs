@@ -2,20 +2,21 @@
 //! needs a nightly toolchain; these run on stable, in `cargo test`).
 //!
 //! Whatever the text — arbitrary bytes read as UTF-8 lossily, arbitrary
-//! Unicode, texts generated from the grammar with every accepted spelling and
-//! then mutated, or pathological shapes (10,000 open parentheses, strings past
-//! the size limit, thousand-value lists) — [`Criteria::parse`] must not panic,
-//! and must either refuse it with an error that points inside the text, or
-//! return a tree that passes the limits and whose canonical text parses back to
-//! the same tree. Texts generated from a tree, before mutation, must parse to
-//! exactly that tree.
+//! Unicode, texts generated from the grammar (conditions and `in segment`
+//! references) with every accepted spelling and then mutated, or
+//! pathological shapes (10,000 open parentheses, strings past the size limit,
+//! thousand-value lists) — [`Criteria::parse`] must not panic, and must either
+//! refuse it with an error that points inside the text, or return a tree that
+//! passes the limits and whose canonical text parses back to the same tree.
+//! Texts generated from a tree, before mutation, must parse to exactly that
+//! tree.
 //!
 //! `FUZZ_CASES=N` runs N cases per target instead of the few hundred that
 //! keep `cargo test` short (see README, Production).
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use segmentd_domain::criteria::{Condition, MAX_DEPTH, MAX_TEXT_LEN, Operator, Value};
+use segmentd_domain::criteria::{Condition, MAX_DEPTH, MAX_TEXT_LEN, Operator, SegmentRef, Value};
 use segmentd_domain::{Criteria, Decimal, Field, FieldKind, Timestamp};
 
 /// Cases per target: `FUZZ_CASES` when set (a long run), else `default`.
@@ -133,8 +134,21 @@ fn condition() -> impl Strategy<Value = Criteria> {
     })
 }
 
+/// `in segment 12` or `in segment "Name"`; the parser trims names and
+/// refuses blank ones, so only those are trees it can give back.
+fn in_segment() -> impl Strategy<Value = Criteria> {
+    prop_oneof![
+        any::<u64>().prop_map(SegmentRef::Id),
+        text_value().prop_filter_map("a name that is not blank", |s| {
+            let name = s.trim();
+            (!name.is_empty()).then(|| SegmentRef::Name(name.to_owned()))
+        }),
+    ]
+    .prop_map(Criteria::InSegment)
+}
+
 fn tree() -> impl Strategy<Value = Criteria> {
-    condition().prop_recursive(6, 64, 5, |inner| {
+    prop_oneof![4 => condition(), 1 => in_segment()].prop_recursive(6, 64, 5, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 2..6).prop_map(Criteria::All),
             prop::collection::vec(inner.clone(), 2..6).prop_map(Criteria::Any),
@@ -232,6 +246,21 @@ impl Speller<'_> {
                 }
             }
             Criteria::Condition(c) => self.condition(c),
+            Criteria::InSegment(target) => {
+                self.keyword("in");
+                self.gap(false);
+                self.keyword("segment");
+                match target {
+                    SegmentRef::Id(id) => {
+                        self.gap(false);
+                        self.out.push_str(&id.to_string());
+                    }
+                    SegmentRef::Name(name) => {
+                        self.gap(true);
+                        self.value(&Value::Text(name.clone()));
+                    }
+                }
+            }
         }
         if extra {
             self.gap(true);
@@ -474,6 +503,8 @@ const SOUP: &[&str] = &[
     " between ",
     " days",
     " ago",
+    "in segment ",
+    " segment",
     "=",
     "!=",
     "<>",
@@ -562,8 +593,14 @@ fn mutate(text: &mut String, m: &Mutation) {
 /// Inputs shaped to exhaust a recursive-descent parser or a careless lexer:
 /// nesting far past the limit, values past every size limit, long runs.
 fn pathological() -> impl Strategy<Value = String> {
-    let cond =
-        prop::sample::select(vec!["age > 1", "country = \"DE\"", "custom.x is empty", "added_at within_last 3 days"]);
+    let cond = prop::sample::select(vec![
+        "age > 1",
+        "country = \"DE\"",
+        "custom.x is empty",
+        "added_at within_last 3 days",
+        "in segment 7",
+        "in segment \"Young\"",
+    ]);
     prop_oneof![
         (0usize..20_000, cond.clone(), any::<bool>()).prop_map(|(n, c, close)| {
             format!("{}{c}{}", "(".repeat(n), if close { ")".repeat(n) } else { String::new() })
