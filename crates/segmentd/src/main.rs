@@ -15,6 +15,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// glibc's allocator spent most of a member page's time consolidating its
+/// free lists (`malloc_consolidate`, `unlink_chunk`) in a heap of millions
+/// of small contact records; mimalloc keeps small frees in per-page lists
+/// and has no such pass (BENCHMARKS.md, issue 5).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "segmentd", version, about = "Event-sourced contact segmentation over gRPC")]
 struct Cli {
