@@ -92,7 +92,9 @@ const FIRST_WINDOW: u32 = 1 << 16;
 
 /// A page of members and where the next one starts.
 pub struct Members {
-    pub contacts: Vec<Contact>,
+    /// As stored: the gRPC edge reads their fields in place
+    /// (`StoredContact::fields`) rather than decoding whole contacts.
+    pub contacts: Vec<StoredContact>,
     /// The row to continue after, when more members follow.
     pub next_after: Option<u32>,
 }
@@ -252,9 +254,9 @@ impl OrgView {
 }
 
 impl OrgView {
-    /// The contacts of `rows` (live rows), decoded for handing out.
-    pub(crate) fn contacts_of(&self, rows: &[u32]) -> Vec<Contact> {
-        rows.iter().filter_map(|&r| self.rows[r as usize].as_ref().map(StoredContact::to_contact)).collect()
+    /// The contacts of `rows` (live rows), shared.
+    pub(crate) fn contacts_of(&self, rows: &[u32]) -> Vec<StoredContact> {
+        rows.iter().filter_map(|&r| self.rows[r as usize].clone()).collect()
     }
 }
 
@@ -898,7 +900,7 @@ mod tests {
     }
 
     fn ages(m: &Members) -> Vec<i64> {
-        m.contacts.iter().map(|c| c.age.unwrap()).collect()
+        m.contacts.iter().map(|c| c.to_contact().age.unwrap()).collect()
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl<'a> ContactFields<'a> {
     }
 
     /// Every custom field, by name.
-    pub(crate) fn customs(&self) -> &[(&'a str, &'a str)] {
+    pub fn customs(&self) -> &[(&'a str, &'a str)] {
         &self.custom
     }
 }

@@ -202,7 +202,7 @@ fn answers(model: &ReadModel, org: &str) -> Vec<String> {
         for segment in view.segments() {
             let criteria = view.segment_criteria(segment.id).unwrap();
             let kept = view.segment_members(segment.id, criteria, at(), None, 1000);
-            let emails: Vec<&str> = kept.contacts.iter().map(|c| c.email.as_str()).collect();
+            let emails: Vec<&str> = kept.contacts.iter().map(|c| c.email()).collect();
             out.push(format!(
                 "{} {}: {} {emails:?}",
                 segment.id,

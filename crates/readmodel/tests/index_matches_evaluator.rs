@@ -256,7 +256,7 @@ fn all_pages(view: &OrgView, criteria: &Criteria, page: usize) -> Result<Vec<Str
     loop {
         let members = view.members(criteria, at(), after, page);
         prop_assert!(members.contacts.len() <= page);
-        emails.extend(members.contacts.iter().map(|c| c.email.clone()));
+        emails.extend(members.contacts.iter().map(|c| c.email().to_owned()));
         match members.next_after {
             Some(row) => {
                 prop_assert_eq!(members.contacts.len(), page, "a page short of full says no more follow");
@@ -483,7 +483,7 @@ proptest! {
                     let mut after = None;
                     loop {
                         let members = view.segment_members(*id, criteria, now, after, page);
-                        got.extend(members.contacts.iter().map(|c| c.email.clone()));
+                        got.extend(members.contacts.iter().map(|c| c.email().to_owned()));
                         match members.next_after {
                             Some(row) => after = Some(row),
                             None => break,

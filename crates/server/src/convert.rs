@@ -2,7 +2,7 @@
 //! don't validate); every error names the request field that was wrong.
 
 use segmentd_domain::catalog::{CampaignDef, ListDef, TopicDef, parse_name};
-use segmentd_domain::contact::MAX_EMAIL_LEN;
+use segmentd_domain::contact::{CUSTOM_PREFIX, FieldValue, MAX_EMAIL_LEN};
 use segmentd_domain::contact_decide::{ContactPatch, FieldInput};
 use segmentd_domain::criteria::{Condition, Operator, SegmentRef, Value};
 use segmentd_domain::event::{Activity, JobKind};
@@ -12,7 +12,8 @@ use segmentd_domain::versions::SegmentVersion;
 use segmentd_domain::{Contact, Criteria, Decimal, Email, Field, Timestamp};
 use segmentd_proto::v1 as pb;
 use segmentd_readmodel::{
-    AffectedContact, Cause, ChangeRecord, JobStatus, JobView, SegmentLookup, TimeWindow, Until, VersionMeta,
+    AffectedContact, Cause, ChangeRecord, JobStatus, JobView, SegmentLookup, StoredContact, TimeWindow, Until,
+    VersionMeta,
 };
 use std::sync::Arc;
 
@@ -53,15 +54,35 @@ pub fn contact_patch(index: usize, input: &pb::ContactInput) -> Result<ContactPa
 }
 
 pub fn contact(c: &Contact) -> pb::Contact {
-    let mut fields: std::collections::HashMap<String, String> = Field::BUILTIN
-        .iter()
-        .filter(|f| **f != Field::Email)
-        .filter_map(|f| c.value(f).text().map(|v| (f.to_string(), v)))
-        .collect();
-    for (k, v) in &c.custom {
-        fields.insert(Field::Custom(k.clone()).to_string(), v.clone());
+    api_contact(&c.email, |f| c.value(f), c.custom.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// As [`contact`], reading the stored bytes in place: member pages hand
+/// contacts out this way, without decoding each into a `Contact` first.
+pub fn stored_contact(c: &StoredContact) -> pb::Contact {
+    let fields = c.fields();
+    let FieldValue::Text(email) = fields.value(&Field::Email) else { unreachable!("email is a text field") };
+    api_contact(email, |f| fields.value(f), fields.customs().iter().copied())
+}
+
+/// Built-in fields without a value are left out; custom fields are all
+/// there, as the contact holds them.
+fn api_contact<'a>(
+    email: &str,
+    value: impl Fn(&Field) -> FieldValue<'a>,
+    customs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> pb::Contact {
+    // Sized once: a page builds a hundred of these maps.
+    let mut fields = std::collections::HashMap::with_capacity(Field::BUILTIN.len() - 1 + customs.len());
+    for f in Field::BUILTIN.iter().filter(|f| **f != Field::Email) {
+        if let Some(v) = value(f).text() {
+            fields.insert(f.name().to_owned(), v);
+        }
     }
-    pb::Contact { email: c.email.clone(), fields }
+    for (k, v) in customs {
+        fields.insert(format!("{CUSTOM_PREFIX}{k}"), v.to_owned());
+    }
+    pb::Contact { email: email.to_owned(), fields }
 }
 
 /// Membership changes as the wire carries them, at most `per_message` each.
@@ -734,4 +755,32 @@ pub fn score_reset(j: &JobView, affected: usize) -> pb::ScoreResetSummary {
 
 pub fn affected_contact(a: &AffectedContact) -> pb::AffectedContact {
     pb::AffectedContact { email: a.email.clone(), previous_score: a.previous_score }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_contact_converts_as_the_decoded_one() {
+        let bare = Contact::new(Email::parse("a@x.com").unwrap(), Timestamp(1_750_000_000_000));
+        let mut full = bare.clone();
+        full.contact_id = Some(7);
+        full.first_name = "Ünal".into();
+        full.age = Some(41);
+        full.total_spent = Some(Decimal(12_345_000));
+        full.last_opened_at = Some(Timestamp(1_760_000_000_123));
+        full.custom.insert("plan".into(), "pro".into());
+        full.custom.insert("note".into(), String::new());
+        for c in [bare, full] {
+            let stored = StoredContact::encode(&c);
+            assert_eq!(stored_contact(&stored), contact(&c));
+        }
+        let stored = stored_contact(&StoredContact::encode(&Contact {
+            custom: [("plan".to_owned(), "pro".to_owned())].into(),
+            ..Contact::new(Email::parse("b@x.com").unwrap(), Timestamp(0))
+        }));
+        assert_eq!(stored.fields.get("custom.plan").map(String::as_str), Some("pro"));
+        assert!(!stored.fields.contains_key("first_name"), "empty built-in fields are left out");
+    }
 }

@@ -36,6 +36,11 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The server's allocator (`crates/segmentd`), so that this process
+/// measures the read model as `serve` and `rebuild` run it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ORG: &str = "bench";
 /// sled's page cache, as `serve` sets it by default.
 const CACHE_BYTES: u64 = 64 << 20;
@@ -185,7 +190,7 @@ fn open(data_dir: &Path) -> anyhow::Result<()> {
             let criteria = Criteria::parse(text).map_err(|e| anyhow::anyhow!("Q{}: {e}", i + 1))?;
             let count = view.count(&criteria, at);
             let page = view.members(&criteria, at, None, 100);
-            let emails: Vec<&str> = page.contacts.iter().map(|c| c.email.as_str()).collect();
+            let emails: Vec<&str> = page.contacts.iter().map(|c| c.email()).collect();
             // The whole first contact, every field, not only its email.
             let first = page.contacts.first().map(|c| format!("{c:?}"));
             let Some(segment) = view.segments().find(|s| s.name == format!("q{}", i + 1)) else {
@@ -193,10 +198,30 @@ fn open(data_dir: &Path) -> anyhow::Result<()> {
             };
             let kept = view.segment_count(segment.id, &criteria, at);
             let kept_page = view.segment_members(segment.id, &criteria, at, None, 100);
-            let kept_emails: Vec<&str> = kept_page.contacts.iter().map(|c| c.email.as_str()).collect();
+            let kept_emails: Vec<&str> = kept_page.contacts.iter().map(|c| c.email()).collect();
             ensure!(kept_emails == emails, "Q{}: the kept set's first page differs", i + 1);
             (count, &emails, &first, kept, page.next_after).hash(&mut digest);
-            answers.push(serde_json::json!({"q": i + 1, "count": count, "kept": kept}));
+            // In-process times, without gRPC: what a first page and a
+            // count cost in the model itself (median of 7).
+            let micros = |f: &dyn Fn()| {
+                let times: Vec<f64> = (0..7)
+                    .map(|_| {
+                        let started = Instant::now();
+                        f();
+                        started.elapsed().as_secs_f64() * 1e6
+                    })
+                    .collect();
+                Summary::of(&times).map_or(0.0, |s| s.median)
+            };
+            let page_us = micros(&|| drop(view.members(&criteria, at, None, 100)));
+            let kept_page_us = micros(&|| drop(view.segment_members(segment.id, &criteria, at, None, 100)));
+            let count_us = micros(&|| {
+                std::hint::black_box(view.count(&criteria, at));
+            });
+            answers.push(serde_json::json!({
+                "q": i + 1, "count": count, "kept": kept,
+                "page_us": page_us, "kept_page_us": kept_page_us, "count_us": count_us,
+            }));
         }
         if let Some(c) = view.contact("anna.muller1000@gmx.de") {
             format!("{c:?}").hash(&mut digest);

@@ -464,7 +464,7 @@ impl Queries for QueriesService {
             let (id, criteria) = segment_criteria(view, lookup)?;
             let page = view.segment_members(id, &criteria, at, after, limit);
             Ok(Response::new(pb::ListMembersReply {
-                contacts: page.contacts.iter().map(convert::contact).collect(),
+                contacts: page.contacts.iter().map(convert::stored_contact).collect(),
                 next_page_token: next_token(page.next_after),
                 sequence,
             }))
@@ -487,7 +487,7 @@ impl Queries for QueriesService {
             let page = view.members(&criteria, at, None, limit);
             Ok(Response::new(pb::PreviewCriteriaReply {
                 count: view.count(&criteria, at),
-                contacts: page.contacts.iter().map(convert::contact).collect(),
+                contacts: page.contacts.iter().map(convert::stored_contact).collect(),
                 criteria_text: criteria.to_string(),
                 sequence,
             }))
@@ -599,7 +599,7 @@ impl Queries for QueriesService {
             let criteria = campaign_criteria(view, &lookup)?;
             let page = view.members(&criteria, at, after, limit);
             Ok(Response::new(pb::ListMembersReply {
-                contacts: page.contacts.iter().map(convert::contact).collect(),
+                contacts: page.contacts.iter().map(convert::stored_contact).collect(),
                 next_page_token: next_token(page.next_after),
                 sequence,
             }))
