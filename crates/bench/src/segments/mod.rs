@@ -2,15 +2,15 @@
 //! PostgreSQL on the same machine, in one run (issue 5's benchmark):
 //! loading the generated contacts, Q1–Q12 counts and first pages,
 //! change-to-visible latency with many saved segments, and rebuilding the
-//! read models from the log. [`run`] does it all in that order; the parts
-//! are:
+//! exporting every contact as CSV, and rebuilding the read models from the
+//! log. [`run`] does it all in that order; the parts are:
 //!
 //! - [`criteria_set`]: Q1–Q12 and the further saved segments;
 //! - [`sql`]: criteria → PostgreSQL `WHERE`, with segmentd's semantics;
 //! - [`load`]: the generator's CSV through the command path;
 //! - [`postgres`]: the scratch schema, COPY, indexes, timed queries;
 //! - [`server`]: the segmentd process under test;
-//! - [`queries`], [`latency`], [`rebuild`]: the measurements;
+//! - [`queries`], [`latency`], [`export`], [`rebuild`]: the measurements;
 //! - [`report`]: the table, the JSON and the targets of issue 5.
 //!
 //! **Must not depend on** segmentd's server crates: segmentd is a separate
@@ -19,6 +19,7 @@
 //! translates, the same parser the server uses.
 
 pub mod criteria_set;
+pub mod export;
 pub mod latency;
 pub mod load;
 pub mod postgres;
@@ -80,6 +81,7 @@ pub struct Results {
     pub segments_created: usize,
     pub segment_creation: Duration,
     pub latency: latency::Latencies,
+    pub export: export::Exported,
     pub rebuild: rebuild::Rebuilt,
 }
 
@@ -180,6 +182,10 @@ async fn measure(
         latency::measure(&mut commands, &mut queries, watched, &loaded.probes, config.latency_samples).await?;
     let rss_at_end = server.rss_bytes()?;
 
+    eprintln!("exporting every contact as CSV…");
+    let (everyone, s) = create_segment(&mut commands, "bench everyone", export::EVERYONE, all.len()).await?;
+    let export = export::measure(&mut queries, pg, everyone, s, loaded.contacts).await?;
+
     // The read models' last sequence is the log's: every reply so far said so.
     let last = queries.list_segments(pb::ListSegmentsRequest::default()).await?.into_inner().sequence;
     drop((commands, queries));
@@ -204,6 +210,7 @@ async fn measure(
         segments_created: all.len(),
         segment_creation,
         latency,
+        export,
         rebuild,
         load: loaded,
     })

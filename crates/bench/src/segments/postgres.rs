@@ -206,6 +206,28 @@ impl Postgres {
         Ok((emails, took))
     }
 
+    /// `COPY (select) TO STDOUT WITH CSV`: the rows and bytes received and
+    /// how long from the statement to the last byte.
+    pub async fn copy_out_csv(&self, select: &str) -> anyhow::Result<(u64, u64, Duration)> {
+        let started = Instant::now();
+        let stream = self
+            .client
+            .copy_out(&format!("COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER)"))
+            .await
+            .context("starting COPY TO STDOUT")?;
+        futures::pin_mut!(stream);
+        let mut rows = super::export::CsvRows::default();
+        let mut bytes = 0u64;
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk.context("COPY TO STDOUT data")?;
+            bytes += chunk.len() as u64;
+            rows.feed(&chunk);
+        }
+        let took = started.elapsed();
+        // The header line is not a row.
+        Ok((rows.rows.saturating_sub(1), bytes, took))
+    }
+
     /// Settings that shape PostgreSQL's speed here, for the report.
     pub async fn settings(&self) -> anyhow::Result<Vec<(String, String)>> {
         let mut out = Vec::new();

@@ -248,7 +248,20 @@ pub fn table(r: &Results) -> String {
         r.rebuild.rate(),
         r.rebuild.peak_rss_bytes as f64 / MIB
     );
-    let _ = writeln!(t, "EXPORT: not measured (ExportContacts is not on main yet)");
+    let e = &r.export;
+    let _ = writeln!(t, "EXPORT (every contact as CSV, {} rows on both sides)", e.segmentd.rows);
+    for (name, side) in
+        [("segmentd ExportContacts -> CSV", &e.segmentd), ("PostgreSQL COPY ... TO STDOUT CSV", &e.postgres)]
+    {
+        let _ = writeln!(
+            t,
+            "  {name:<35} {:>8.2} s  {:>9.0} rows/s  {:>6.0} MiB",
+            side.elapsed.as_secs_f64(),
+            side.rate(),
+            side.bytes as f64 / MIB
+        );
+    }
+    let _ = writeln!(t, "  ratio (segmentd rows/s / PostgreSQL rows/s) {:.2}", e.segmentd.rate() / e.postgres.rate());
     let _ = writeln!(t);
     let _ = writeln!(t, "TARGETS (issue 5)");
     for target in targets(r) {
@@ -325,7 +338,11 @@ pub fn json(r: &Results) -> Value {
             "events_per_s": r.rebuild.rate(),
             "peak_rss_bytes": r.rebuild.peak_rss_bytes,
         },
-        "export": null,
+        "export": {
+            "rows": r.export.segmentd.rows,
+            "segmentd": { "seconds": r.export.segmentd.elapsed.as_secs_f64(), "rows_per_s": r.export.segmentd.rate(), "bytes": r.export.segmentd.bytes },
+            "postgres": { "seconds": r.export.postgres.elapsed.as_secs_f64(), "rows_per_s": r.export.postgres.rate(), "bytes": r.export.postgres.bytes },
+        },
         "published_counts_match": published_counts_match(r),
         "targets": targets(r).iter().map(|t| json!({ "what": t.what, "goal": t.goal, "measured": t.measured, "met": t.met })).collect::<Vec<_>>(),
         "disagreements": disagreements(r).len(),
