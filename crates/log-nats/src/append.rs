@@ -403,6 +403,16 @@ async fn publish(
             Err(e) => Err(e),
         };
         let err = match result {
+            // A retry answered as a duplicate after an attempt of this call
+            // failed without an answer (typically its ack timed out): that
+            // attempt is what stored the event, so this call wrote it. A
+            // retry of a whole request, by contrast, is a duplicate on its
+            // first attempt. Left as a duplicate, a slow server would make
+            // the request report that it created nothing.
+            Ok(mut ack) if attempt > 0 && ack.duplicate => {
+                ack.duplicate = false;
+                return Ok(ack);
+            }
             Ok(ack) => return Ok(ack),
             Err(e) => e,
         };

@@ -158,6 +158,35 @@ async fn retries_are_duplicates_inside_the_window_beyond_it_and_after_a_restart(
     assert_eq!(log.read(1, 100).await.unwrap().len(), 4);
 }
 
+/// An ack lost to a slow server: the publish is retried with the same
+/// message id and answered as a duplicate of the attempt that timed out.
+/// The request still reports that it appended (not `Duplicate`), and the
+/// event is stored once.
+#[tokio::test]
+async fn an_append_whose_ack_timed_out_and_whose_retry_is_a_duplicate_is_new() {
+    let server = NatsServer::start().await;
+    let config = NatsConfig {
+        request_timeout: Duration::from_millis(300),
+        append_timeout: Duration::from_secs(30),
+        ..server.log_config()
+    };
+    let log = Arc::new(open(config).await);
+    let a = contact("org1", "ann@example.com");
+    server.freeze();
+    let appending = tokio::spawn({
+        let log = Arc::clone(&log);
+        let a = a.clone();
+        async move { log.append(request("org1", "slow-1", vec![(a, 0, 1)])).await }
+    });
+    // Longer than the request timeout, so that the first attempt's ack is
+    // lost whatever the scheduling: the server answers nothing while frozen.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    server.resume();
+    let appended = appending.await.unwrap().unwrap();
+    assert!(matches!(appended, Appended::New { .. }), "{appended:?}");
+    assert_eq!(log.read(1, 10).await.unwrap().len(), 1, "stored once");
+}
+
 /// NATS 2.9 cannot append several subjects atomically: the entries that
 /// could be appended are, the conflicting one is reported, and the retry of
 /// the same command (decided again) appends only what is missing.
