@@ -5,7 +5,9 @@
 //!
 //! The canonical text (`Display`) is what events store, so every tree that
 //! passes [`Criteria::check_limits`] prints to text that [`Criteria::parse`]
-//! turns back into the same tree. The limits below keep that true and keep
+//! turns back into the same tree, except that a group of one child (which
+//! only a hand-built tree has) prints as that child and comes back as it:
+//! the same contacts match. The limits below keep that true and keep
 //! parsing, matching and printing bounded in time and stack.
 //!
 //! Semantics (see DESIGN.md, Criteria): text comparisons are case-insensitive
