@@ -110,9 +110,11 @@ impl ContactIndex {
         let live = || rows.iter().enumerate().filter_map(|(row, c)| Some((row as u32, c.as_ref()?)));
         self.live = RoaringBitmap::from_sorted_iter(live().map(|(row, _)| row)).expect("rows ascend");
         // Numbers go to the columns the ordered indexes keep anyway; their
-        // bit slices are built from those at the end, by appending.
-        let mut numbers: Vec<(RoaringBitmap, Vec<i64>)> =
-            self.ordered.iter().map(|_| (RoaringBitmap::new(), vec![0; rows.len()])).collect();
+        // bit slices are built from those at the end. The rows with a value
+        // are listed, not pushed to a bitmap: roaring's push looks for a
+        // dense container's last bit from its end every time.
+        let mut numbers: Vec<(Vec<u32>, Vec<i64>)> =
+            self.ordered.iter().map(|_| (Vec::new(), vec![0; rows.len()])).collect();
         for (row, c) in live() {
             let c = c.fields();
             for ((field, _), (present, column)) in self.ordered.iter().zip(&mut numbers) {

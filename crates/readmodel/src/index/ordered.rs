@@ -30,10 +30,10 @@ impl Default for OrderedIndex {
 }
 
 impl OrderedIndex {
-    /// The index of the values in `column` of the rows in `present` (what
-    /// `column` holds for other rows does not matter).
-    pub(crate) fn from_column(present: &RoaringBitmap, column: Vec<i64>) -> Self {
-        let bits = BitSliced::build(present.iter().map(|row| (row, column[row as usize])));
+    /// The index of the values in `column` of the rows in `present`, in
+    /// ascending order (what `column` holds for other rows does not matter).
+    pub(crate) fn from_column(present: &[u32], column: Vec<i64>) -> Self {
+        let bits = BitSliced::build(present.iter().map(|&row| (row, column[row as usize])));
         OrderedIndex { bits, column, column_min: COLUMN_MIN }
     }
 
