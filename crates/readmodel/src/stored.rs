@@ -9,8 +9,9 @@
 //! forever; the read model already stored exactly these bytes in sled.
 //!
 //! Fields are read without copying ([`ContactFields`] borrows the strings);
-//! a whole `Contact` is decoded only where one is handed out (pages, single
-//! contacts) or for the rare condition the index cannot answer.
+//! member pages and exports hand out the stored form, which the gRPC edge
+//! reads in place; a whole `Contact` is decoded only for a single contact,
+//! a job's dry run, or the rare condition the index cannot answer.
 
 use segmentd_domain::Contact;
 use segmentd_domain::contact::{Field, FieldValue};
