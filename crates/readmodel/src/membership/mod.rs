@@ -188,6 +188,10 @@ impl OrgView {
     /// the differences.
     pub(crate) fn redefine_members(&mut self, org: &str, seq: Seq, at: Timestamp) -> Vec<ChangeRecord> {
         let mut changed: BTreeSet<u64> = std::mem::take(&mut self.redefined).into_iter().collect();
+        // Called after every event: most define nothing.
+        if changed.is_empty() {
+            return Vec::new();
+        }
         // The users of a changed segment are changed too, until none is new.
         loop {
             let users: Vec<u64> = self
