@@ -89,14 +89,21 @@ impl NatsCluster {
         Err(format!("the cluster placed no R3 stream within 90 s; last answer: {last}"))
     }
 
-    async fn create_probe_stream(&self) -> Result<(), String> {
+    /// A JetStream context through any live node, its requests timing out
+    /// after `timeout`.
+    async fn jetstream(&self, timeout: Duration) -> Result<async_nats::jetstream::Context, String> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(2))
             .connect(self.urls().split(',').collect::<Vec<_>>())
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let mut js = async_nats::jetstream::new(client);
-        js.set_timeout(Duration::from_secs(5));
+        js.set_timeout(timeout);
+        Ok(js)
+    }
+
+    async fn create_probe_stream(&self) -> Result<(), String> {
+        let js = self.jetstream(Duration::from_secs(5)).await?;
         let config = async_nats::jetstream::stream::Config {
             name: "TESTKIT_READY_PROBE".to_owned(),
             subjects: vec!["testkit.ready.probe".to_owned()],
@@ -144,13 +151,7 @@ impl NatsCluster {
     /// replicas), asked through any live node. Errors while no leader
     /// answers (e.g. during an election) come back as text.
     pub async fn stream_cluster(&self, stream: &str) -> Result<ClusterInfo, String> {
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(2))
-            .connect(self.urls().split(',').collect::<Vec<_>>())
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let mut js = async_nats::jetstream::new(client);
-        js.set_timeout(Duration::from_secs(2));
+        let js = self.jetstream(Duration::from_secs(2)).await?;
         let mut handle = js.get_stream(stream).await.map_err(|e| format!("stream {stream}: {e}"))?;
         let info = handle.info().await.map_err(|e| format!("stream {stream} info: {e}"))?;
         info.cluster.clone().ok_or_else(|| format!("stream {stream} has no cluster information"))
