@@ -106,6 +106,11 @@ impl BitSliced {
         &self.present
     }
 
+    #[cfg(test)]
+    pub(crate) fn slices(&self) -> &[RoaringBitmap; 64] {
+        &self.slices
+    }
+
     /// Rows of `within` whose value is above `v` (or equal to it, when
     /// `or_equal`). Rows without a value are never above anything.
     pub(crate) fn above(&self, within: &RoaringBitmap, v: i64, or_equal: bool) -> RoaringBitmap {

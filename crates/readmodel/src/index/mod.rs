@@ -46,8 +46,8 @@ use crate::stored::{ContactFields, StoredContact};
 use ordered::OrderedIndex;
 use roaring::RoaringBitmap;
 use segmentd_domain::contact::{Field, FieldKind, FieldValue};
-use std::collections::HashMap;
-use text::TextIndex;
+use std::collections::{BTreeMap, HashMap};
+use text::{TextBuilder, TextIndex};
 
 pub(crate) struct ContactIndex {
     /// How many distinct values a text field has before it keeps a column.
@@ -104,36 +104,87 @@ impl ContactIndex {
         *self = fresh;
     }
 
-    /// Adds every contact of `rows` (to an empty index), reading each
-    /// contact's fields once; emails too when `emails`.
+    /// Adds every contact of `rows` (to an empty index); emails too when
+    /// `emails`. Split over the cores (`parts`).
     fn fill(&mut self, rows: &[Option<StoredContact>], emails: bool) {
-        let live = || rows.iter().enumerate().filter_map(|(row, c)| Some((row as u32, c.as_ref()?)));
-        self.live = RoaringBitmap::from_sorted_iter(live().map(|(row, _)| row)).expect("rows ascend");
-        // Numbers go to the columns the ordered indexes keep anyway; their
-        // bit slices are built from those at the end. The rows with a value
-        // are listed, not pushed to a bitmap: roaring's push looks for a
-        // dense container's last bit from its end every time.
-        let mut numbers: Vec<(Vec<u32>, Vec<i64>)> =
-            self.ordered.iter().map(|_| (Vec::new(), vec![0; rows.len()])).collect();
-        for (row, c) in live() {
-            let c = c.fields();
-            for ((field, _), (present, column)) in self.ordered.iter().zip(&mut numbers) {
-                if let Some(v) = ordered_value(c.value(field)) {
-                    present.push(row);
-                    column[row as usize] = v;
-                }
-            }
-            for (field, text) in &mut self.text {
-                if emails || *field != Field::Email {
-                    text.insert(row, text_value(&c, field));
-                }
-            }
-            for (name, value) in c.customs() {
-                self.custom_mut(name).insert(row, value);
+        // Below this, starting threads costs more than it saves.
+        const SPLIT_FROM: usize = 1 << 16;
+        let parts = if rows.len() < SPLIT_FROM {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_PARTS)
+        };
+        self.fill_in(rows, emails, parts);
+    }
+
+    /// [`ContactIndex::fill`] in `parts` runs of rows. Each run's contacts
+    /// are read once, on a thread of their own, into per-field gatherings
+    /// (a text field's values, a number field's column and present rows);
+    /// then each field's structure is built from the runs' gatherings in
+    /// row order, fields shared out among the threads. Every field is
+    /// built from the same rows in the same order whatever the split, so
+    /// the index is the same.
+    pub(crate) fn fill_in(&mut self, rows: &[Option<StoredContact>], emails: bool, parts: usize) {
+        self.live = RoaringBitmap::from_sorted_iter(
+            rows.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(row, _)| row as u32),
+        )
+        .expect("rows ascend");
+        let text: Vec<(usize, Field)> = (self.text.iter().enumerate())
+            .filter(|(_, (field, _))| emails || *field != Field::Email)
+            .map(|(i, (field, _))| (i, field.clone()))
+            .collect();
+        let ordered: Vec<Field> = self.ordered.iter().map(|(field, _)| field.clone()).collect();
+        // Numbers go to the columns the ordered indexes keep anyway; each
+        // run writes its own rows' stretch of them.
+        let mut columns: Vec<Vec<i64>> = ordered.iter().map(|_| vec![0; rows.len()]).collect();
+        let run = rows.len().div_ceil(parts.max(1)).max(1);
+        let mut stretches: Vec<Vec<&mut [i64]>> = rows.chunks(run).map(|_| Vec::new()).collect();
+        for column in &mut columns {
+            for (stretch, piece) in stretches.iter_mut().zip(column.chunks_mut(run)) {
+                stretch.push(piece);
             }
         }
-        for ((_, ordered), (present, column)) in self.ordered.iter_mut().zip(numbers) {
-            *ordered = OrderedIndex::from_column(&present, column);
+        let runs: Vec<Gathered<'_>> =
+            on_threads(rows.chunks(run).zip(stretches).enumerate().map(|(k, (part, stretch))| {
+                let (text, ordered) = (&text, &ordered);
+                move || gather(part, k * run, text, ordered, stretch)
+            }));
+        let count = runs.len();
+        let mut runs_text: Vec<Vec<Option<TextBuilder<'_>>>> = text.iter().map(|_| Vec::new()).collect();
+        let mut runs_custom: BTreeMap<&str, Vec<Option<TextBuilder<'_>>>> = BTreeMap::new();
+        let mut runs_present: Vec<Vec<Vec<u32>>> = ordered.iter().map(|_| Vec::new()).collect();
+        for (k, gathered) in runs.into_iter().enumerate() {
+            for (all, one) in runs_text.iter_mut().zip(gathered.text) {
+                all.push(Some(one));
+            }
+            for (name, one) in gathered.custom {
+                runs_custom.entry(name).or_insert_with(|| (0..count).map(|_| None).collect())[k] = Some(one);
+            }
+            for (all, one) in runs_present.iter_mut().zip(gathered.present) {
+                all.push(one);
+            }
+        }
+        let (column_after, total) = (self.column_after, rows.len());
+        let text_jobs = text
+            .iter()
+            .zip(runs_text)
+            .map(move |((slot, _), runs)| move || Built::Text(*slot, merged(runs, run, total).build(column_after)));
+        let custom_jobs = runs_custom.into_iter().map(move |(name, runs)| {
+            move || Built::Custom(name.to_owned(), merged(runs, run, total).build(column_after))
+        });
+        let ordered_jobs = runs_present.into_iter().zip(columns).enumerate().map(|(slot, (present, column))| {
+            move || Built::Ordered(slot, Box::new(OrderedIndex::from_column(&present.concat(), column)))
+        });
+        let jobs: Vec<Box<dyn FnOnce() -> Built + Send + '_>> =
+            (ordered_jobs.map(boxed)).chain(text_jobs.map(boxed)).chain(custom_jobs.map(boxed)).collect();
+        for built in shared_out(jobs, parts) {
+            match built {
+                Built::Text(slot, index) => self.text[slot].1 = index,
+                Built::Custom(name, index) => {
+                    self.custom.insert(name, index);
+                }
+                Built::Ordered(slot, index) => self.ordered[slot].1 = *index,
+            }
         }
     }
 
@@ -264,6 +315,108 @@ impl ContactIndex {
             + self.custom.values().map(TextIndex::approx_bytes).sum::<usize>()
             + self.ordered.iter().map(|(_, b)| b.approx_bytes()).sum::<usize>()
     }
+}
+
+/// Most threads one index build uses.
+const MAX_PARTS: usize = 4;
+
+/// What one run of consecutive rows gathers for the index.
+struct Gathered<'a> {
+    /// Per text field being filled, in the order given.
+    text: Vec<TextBuilder<'a>>,
+    custom: HashMap<&'a str, TextBuilder<'a>>,
+    /// Per ordered field, the rows with a value.
+    present: Vec<Vec<u32>>,
+}
+
+/// Reads the contacts of `rows` (row numbers from `first`) once each.
+fn gather<'a>(
+    rows: &'a [Option<StoredContact>],
+    first: usize,
+    text: &[(usize, Field)],
+    ordered: &[Field],
+    mut columns: Vec<&mut [i64]>,
+) -> Gathered<'a> {
+    let builder = || TextBuilder::new(first as u32, rows.len());
+    let mut gathered = Gathered {
+        text: text.iter().map(|_| builder()).collect(),
+        custom: HashMap::new(),
+        present: ordered.iter().map(|_| Vec::new()).collect(),
+    };
+    for (i, c) in rows.iter().enumerate() {
+        let Some(c) = c else { continue };
+        let row = (first + i) as u32;
+        let c = c.fields();
+        for ((field, present), column) in ordered.iter().zip(&mut gathered.present).zip(&mut columns) {
+            if let Some(v) = ordered_value(c.value(field)) {
+                present.push(row);
+                column[i] = v;
+            }
+        }
+        for ((_, field), builder) in text.iter().zip(&mut gathered.text) {
+            builder.push(row, text_value(&c, field));
+        }
+        for &(name, value) in c.customs() {
+            gathered.custom.entry(name).or_insert_with(builder).push(row, value);
+        }
+    }
+    gathered
+}
+
+/// The runs' gatherings of one field as one, in row order; `runs` holds
+/// the gathering of every run of `run` rows (the last one maybe shorter)
+/// of `total`, `None` where a run had no such field.
+fn merged(runs: Vec<Option<TextBuilder<'_>>>, run: usize, total: usize) -> TextBuilder<'_> {
+    let mut all = TextBuilder::new(0, 0);
+    for (k, gathered) in runs.into_iter().enumerate() {
+        // A run without the field is a run of rows without a value.
+        let first = k * run;
+        all.append(gathered.unwrap_or_else(|| TextBuilder::new(first as u32, run.min(total - first))));
+    }
+    all
+}
+
+/// A field's index, built, and where it goes.
+enum Built {
+    Text(usize, TextIndex),
+    Custom(String, TextIndex),
+    Ordered(usize, Box<OrderedIndex>),
+}
+
+fn boxed<'a, T>(job: impl FnOnce() -> T + Send + 'a) -> Box<dyn FnOnce() -> T + Send + 'a> {
+    Box::new(job)
+}
+
+/// Runs each job on a thread of its own (the first on this one); the
+/// results in the jobs' order.
+fn on_threads<T: Send>(jobs: impl Iterator<Item = impl FnOnce() -> T + Send>) -> Vec<T> {
+    let mut jobs = jobs;
+    let Some(first) = jobs.next() else { return Vec::new() };
+    std::thread::scope(|s| {
+        let others: Vec<_> = jobs.map(|job| s.spawn(job)).collect();
+        let mut out = vec![first()];
+        out.extend(others.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))));
+        out
+    })
+}
+
+/// Runs `jobs` on `threads` threads (this one among them), each taking the
+/// next job left; the results in the jobs' order.
+fn shared_out<'a, T: Send>(jobs: Vec<Box<dyn FnOnce() -> T + Send + 'a>>, threads: usize) -> Vec<T> {
+    let count = jobs.len();
+    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate());
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let Some((i, job)) = next else { return done };
+            done.push((i, job()));
+        }
+    };
+    let mut all: Vec<(usize, T)> =
+        on_threads((0..threads.clamp(1, count.max(1))).map(|_| &work)).into_iter().flatten().collect();
+    all.sort_unstable_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, t)| t).collect()
 }
 
 fn text_value<'c>(c: &ContactFields<'c>, field: &Field) -> &'c str {

@@ -64,6 +64,12 @@ impl OrderedIndex {
         self.bits.present()
     }
 
+    /// The bit slices, and the value of each row that has one.
+    #[cfg(test)]
+    pub(crate) fn parts(&self) -> (&[RoaringBitmap; 64], Vec<(u32, i64)>) {
+        (self.bits.slices(), self.present().iter().map(|row| (row, self.column[row as usize])).collect())
+    }
+
     /// Whether reading `rows` values from the column is cheaper than slicing
     /// bits over them: when they are sparse (under one in 16 of the rows
     /// they span, where roaring keeps them as sorted arrays rather than

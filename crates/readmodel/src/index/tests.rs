@@ -345,3 +345,97 @@ proptest! {
         }
     }
 }
+
+/// Everything an index answers from, as plain values: the live rows; per
+/// text field (built-in, then custom by name) each value's rows, the rows
+/// with a value and the column's cells; per ordered field its bit slices
+/// and values.
+type Shape = (Vec<u32>, Vec<TextShape>, Vec<(Vec<Vec<u32>>, Vec<(u32, i64)>)>);
+type TextShape = (String, Vec<(String, Vec<u32>)>, Vec<u32>, Option<Vec<Option<String>>>);
+
+fn shape(index: &ContactIndex, rows: usize) -> Shape {
+    let text = |name: String, t: &super::text::TextIndex| -> TextShape {
+        let mut values: Vec<(String, Vec<u32>)> = t.values().map(|(v, r)| (v.to_owned(), r.iter().collect())).collect();
+        values.sort();
+        let column = t.column().map(|c| {
+            (0..rows as u32)
+                .map(|row| match c.get(row) {
+                    super::column::Cell::Empty => None,
+                    super::column::Cell::Value(v) => Some(v.to_owned()),
+                    super::column::Cell::Elsewhere => Some("<elsewhere>".to_owned()),
+                })
+                .collect()
+        });
+        (name, values, t.present().iter().collect(), column)
+    };
+    let mut texts: Vec<TextShape> = index.text.iter().map(|(f, t)| text(f.to_string(), t)).collect();
+    let mut custom: Vec<TextShape> = index.custom.iter().map(|(name, t)| text(name.clone(), t)).collect();
+    custom.sort_by(|a, b| a.0.cmp(&b.0));
+    texts.extend(custom);
+    let ordered = index
+        .ordered
+        .iter()
+        .map(|(_, o)| {
+            let (slices, values) = o.parts();
+            (slices.iter().map(|s| s.iter().collect()).collect(), values)
+        })
+        .collect();
+    (index.live.iter().collect(), texts, ordered)
+}
+
+fn any_contact() -> impl Strategy<Value = Option<Contact>> {
+    let text = || prop::sample::select(TEXTS).prop_map(str::to_owned);
+    let number = || prop::option::of(prop_oneof![-3i64..40, any::<i64>()]);
+    let custom = prop::collection::btree_map(prop::sample::select(vec!["plan", "Plan", "tier"]), text(), 0..3);
+    let fields = (
+        prop::collection::vec(text(), 8),
+        prop::collection::vec(number(), 7),
+        (any::<i64>(), -5i64..5),
+        custom,
+        (0u8..8, prop::sample::select(vec!["ann", "Ann", "bob", "b\u{f6}b", "C"]), 0u8..3),
+    );
+    fields.prop_map(|(texts, numbers, (added, updated), custom, (gone, name, n))| {
+        (gone != 0).then(|| {
+            contact(&format!("{name}{n}"), |c| {
+                let [_, first, last, company, city, state, country, gender] =
+                    <[String; 8]>::try_from(texts.clone()).unwrap();
+                (c.first_name, c.last_name, c.company, c.city, c.state, c.country, c.gender) =
+                    (first, last, company, city, state, country, gender);
+                c.lifecycle_stage = c.city.to_uppercase();
+                c.contact_id = numbers[0];
+                c.age = numbers[1];
+                c.score = numbers[2];
+                c.total_spent = numbers[3].map(Decimal);
+                c.purchase_count = numbers[4];
+                c.last_purchase_at = numbers[5].map(Timestamp);
+                c.last_opened_at = numbers[6].map(Timestamp);
+                c.added_at = Timestamp(added);
+                c.updated_at = Timestamp(updated);
+                c.custom = custom.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            })
+        })
+    })
+}
+
+proptest! {
+    /// The index built at once from all rows, in any number of runs, is
+    /// the index made by inserting the rows one by one: the same values with
+    /// the same rows, columns, bit slices.
+    #[test]
+    fn given_rows_when_built_at_once_in_runs_then_the_index_is_the_one_made_row_by_row(
+        contacts in prop::collection::vec(any_contact(), 0..60),
+        column_after in 0usize..6,
+        parts in 1usize..6,
+    ) {
+        let rows: Vec<Option<StoredContact>> = contacts.iter().map(|c| c.as_ref().map(StoredContact::encode)).collect();
+        let mut one_by_one = ContactIndex::with_column_after(column_after);
+        for (row, c) in rows.iter().enumerate() {
+            if let Some(c) = c {
+                one_by_one.insert(row as u32, &c.fields());
+            }
+        }
+        let mut at_once = ContactIndex::with_column_after(column_after);
+        at_once.fill_in(&rows, true, parts);
+        prop_assert_eq!(shape(&at_once, rows.len()), shape(&one_by_one, rows.len()));
+    }
+}
