@@ -81,7 +81,7 @@ impl Harness {
             page_token: String::new(),
             min_sequence,
             at: String::new(),
-            as_of: None,
+            ..Default::default()
         };
         let reply = self.server.queries.list_members(request).await.unwrap().into_inner();
         (reply.contacts.into_iter().map(|c| c.email).collect(), reply.sequence)

@@ -188,6 +188,79 @@ async fn member_pages_cover_every_member_once_in_a_stable_order() {
     assert!(bad.message().contains("page_token"));
 }
 
+async fn page(s: &mut TestServer, layout: pb::PageLayout, fields: &[&str], token: &str) -> pb::ListMembersReply {
+    let request = pb::ListMembersRequest {
+        segment: by_name("plans"),
+        page_size: 2,
+        page_token: token.into(),
+        layout: layout.into(),
+        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        ..Default::default()
+    };
+    s.queries.list_members(request).await.unwrap().into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_pages_come_as_rows_of_the_fields_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start(dir.path()).await;
+    import(
+        &mut s.commands,
+        vec![
+            contact("a@example.com", &[("custom.plan", "pro"), ("age", "31"), ("city", "Paris")]),
+            contact("b@example.com", &[("custom.plan", "free")]),
+            contact("c@example.com", &[("custom.plan", "pro"), ("added_at", "2025-03-01T12:00:00.250Z")]),
+        ],
+    )
+    .await;
+    create(&mut s, "plans", "custom.plan is not empty").await;
+
+    // Every built-in field by default, in the column order of an export;
+    // the same members, values and paging as the contacts layout.
+    let contacts = page(&mut s, pb::PageLayout::Contacts, &[], "").await;
+    let rows = page(&mut s, pb::PageLayout::Rows, &[], "").await;
+    assert!(rows.contacts.is_empty() && contacts.rows.is_empty() && contacts.fields.is_empty());
+    assert_eq!(rows.fields[..3], ["contact_id", "email", "first_name"]);
+    assert!(!rows.fields.iter().any(|f| f.starts_with("custom.")), "{:?}", rows.fields);
+    assert_eq!(rows.next_page_token, contacts.next_page_token);
+    assert_eq!(rows.rows.len(), 2);
+    for (row, contact) in rows.rows.iter().zip(&contacts.contacts) {
+        assert_eq!(row.values.len(), rows.fields.len());
+        for (field, value) in rows.fields.iter().zip(&row.values) {
+            let expected = if field == "email" { Some(&contact.email) } else { contact.fields.get(field) };
+            assert_eq!(expected.map_or("", String::as_str), value, "{field} of {}", contact.email);
+        }
+    }
+
+    // Chosen columns, custom ones too, in the order asked; the last page.
+    let chosen = ["custom.plan", "email", "added_at", "age"];
+    let last = page(&mut s, pb::PageLayout::Rows, &chosen, &rows.next_page_token).await;
+    assert_eq!(last.fields, chosen);
+    assert_eq!(last.rows.len(), 1);
+    assert_eq!(last.rows[0].values, ["pro", "c@example.com", "2025-03-01T12:00:00.250Z", ""]);
+    assert!(last.next_page_token.is_empty());
+    let first = page(&mut s, pb::PageLayout::Rows, &chosen[..2], "").await;
+    let values: Vec<_> = first.rows.iter().map(|r| r.values.join(" ")).collect();
+    assert_eq!(values, ["pro a@example.com", "free b@example.com"]);
+
+    let refused = |layout: i32, fields: &[&str]| pb::ListMembersRequest {
+        segment: by_name("plans"),
+        layout,
+        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        ..Default::default()
+    };
+    for (request, named) in [
+        (refused(pb::PageLayout::Contacts.into(), &["email"]), "fields"),
+        (refused(pb::PageLayout::Rows.into(), &["email", "shoe_size"]), "fields[1]"),
+        (refused(pb::PageLayout::Rows.into(), &["age", "age"]), "fields[1]"),
+        (refused(7, &[]), "layout"),
+    ] {
+        let err = s.queries.list_members(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().starts_with(named), "{named}: {}", err.message());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segments_are_renamed_redefined_and_deleted_with_versions() {
     let dir = tempfile::tempdir().unwrap();

@@ -120,23 +120,28 @@ async fn list_members(s: &mut TestServer, name: &str, min_sequence: u64) -> Vec<
     }
 }
 
+/// Every page is asked for in both layouts, which must agree.
 async fn recipients(s: &mut TestServer, name: &str, min_sequence: u64) -> Vec<String> {
     let mut out = Vec::new();
     let mut token = String::new();
     loop {
-        let page = s
-            .queries
-            .list_campaign_recipients(pb::ListCampaignRecipientsRequest {
-                campaign: campaign(name),
-                page_size: 5,
-                page_token: token,
-                min_sequence,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        out.extend(page.contacts.into_iter().map(|c| c.email));
+        let request = |layout: pb::PageLayout, fields: &[&str]| pb::ListCampaignRecipientsRequest {
+            campaign: campaign(name),
+            page_size: 5,
+            page_token: token.clone(),
+            min_sequence,
+            layout: layout.into(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            ..Default::default()
+        };
+        let rows = request(pb::PageLayout::Rows, &["email"]);
+        let rows = s.queries.list_campaign_recipients(rows).await.unwrap().into_inner();
+        let page = request(pb::PageLayout::Contacts, &[]);
+        let page = s.queries.list_campaign_recipients(page).await.unwrap().into_inner();
+        let emails: Vec<String> = page.contacts.into_iter().map(|c| c.email).collect();
+        assert_eq!(rows.rows.into_iter().map(|r| r.values.join(",")).collect::<Vec<_>>(), emails);
+        assert_eq!(rows.next_page_token, page.next_page_token);
+        out.extend(emails);
         if page.next_page_token.is_empty() {
             return out;
         }

@@ -273,6 +273,7 @@ async fn ask(q: &mut QueriesClient<Channel>, name: &str, as_of: Option<pb::AsOf>
             min_sequence: 0,
             at: at.into(),
             as_of: as_of.clone(),
+            ..Default::default()
         };
         let (page, seq) = split(q.list_members(req).await);
         as_of_seqs.extend(seq);

@@ -111,11 +111,36 @@ impl fmt::Display for Timestamp {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)?;
-        if millis != 0 {
-            write!(f, ".{millis:03}")?;
+        if !(0..=9999).contains(&y) {
+            write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)?;
+            if millis != 0 {
+                write!(f, ".{millis:03}")?;
+            }
+            return f.write_str("Z");
         }
-        f.write_str("Z")
+        // Digits by hand: pages and exports print four instants per contact,
+        // and `write!` with padded integers was most of a page's formatting.
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, rem / 3600);
+        put(14, 2, rem / 60 % 60);
+        put(17, 2, rem % 60);
+        let text = if millis == 0 {
+            out[19] = b'Z';
+            &out[..20]
+        } else {
+            put(20, 3, millis);
+            &out[..]
+        };
+        f.write_str(std::str::from_utf8(text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -196,6 +221,19 @@ mod tests {
         fn display_then_parse_is_identity(ms in -62_135_596_800_000i64..253_402_300_799_999i64) {
             let t = Timestamp(ms);
             prop_assert_eq!(Timestamp::parse_rfc3339(&t.to_string()).unwrap(), t);
+        }
+
+        #[test]
+        fn display_prints_what_padded_formatting_prints(ms in -400_000_000_000_000i64..400_000_000_000_000) {
+            let t = Timestamp(ms);
+            let secs = ms.div_euclid(1000);
+            let rem = secs.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+            let mut expected = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
+            if ms.rem_euclid(1000) != 0 {
+                expected += &format!(".{:03}", ms.rem_euclid(1000));
+            }
+            prop_assert_eq!(t.to_string(), expected + "Z");
         }
     }
 }

@@ -675,6 +675,7 @@ async fn members(
             min_sequence,
             at: at.clone(),
             as_of: as_of.clone(),
+            ..Default::default()
         };
     let first = pages.page_size(page_size);
     let (mut reply, by) =

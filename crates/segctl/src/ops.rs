@@ -505,7 +505,7 @@ pub(crate) async fn campaigns(api: &Api, out: Output, command: CampaignsCommand)
                         page_size: pages.page_size(1000),
                         page_token: token,
                         min_sequence,
-                        at: String::new(),
+                        ..Default::default()
                     })
                     .await?;
                 // Later pages read at least where the first one did.

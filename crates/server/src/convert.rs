@@ -286,6 +286,31 @@ pub fn export_fields(raw: &[String]) -> Result<Vec<Field>, BadRequest> {
     Ok(fields)
 }
 
+/// How a page of members goes on the wire (`ListMembersRequest.layout`).
+pub enum PageForm {
+    Contacts,
+    /// One row of these columns per member.
+    Rows(Vec<Field>),
+}
+
+pub fn page_form(layout: i32, fields: &[String]) -> Result<PageForm, BadRequest> {
+    match pb::PageLayout::try_from(layout) {
+        Ok(pb::PageLayout::Contacts) if fields.is_empty() => Ok(PageForm::Contacts),
+        Ok(pb::PageLayout::Contacts) => {
+            Err(bad("fields: columns are for layout PAGE_LAYOUT_ROWS; contacts carry every field"))
+        }
+        Ok(pb::PageLayout::Rows) => Ok(PageForm::Rows(export_fields(fields)?)),
+        Err(_) => Err(bad(format!("layout: unknown layout {layout}"))),
+    }
+}
+
+/// One row of `fields`, read from the stored bytes in place (no contact is
+/// decoded for it).
+pub fn export_row(contact: &StoredContact, fields: &[Field]) -> pb::ExportRow {
+    let stored = contact.fields();
+    pb::ExportRow { values: fields.iter().map(|f| stored.value(f).text().unwrap_or_default()).collect() }
+}
+
 /// An export's date filter: which members by when they were added or last
 /// updated; `None` for all of them.
 pub fn export_window(

@@ -189,21 +189,40 @@ impl Postgres {
     }
 
     /// The emails of the first `limit` rows in segmentd's member order
-    /// (every column is fetched, as a page of contacts would be).
-    pub async fn first_page(&self, where_clause: &str, limit: usize) -> anyhow::Result<(Vec<String>, Duration)> {
+    /// (every column is fetched and read, as a page of contacts would be),
+    /// how long until every value was read as text, and until the rows had
+    /// arrived.
+    pub async fn first_page(
+        &self,
+        where_clause: &str,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<String>, Duration, Duration)> {
         let started = Instant::now();
         let messages = self
             .client
             .simple_query(&format!("SELECT * FROM contacts WHERE {where_clause} ORDER BY created_seq LIMIT {limit}"))
             .await?;
+        let received = started.elapsed();
+        // Every value taken as a string, as segmentd's client gets its page
+        // (prost decodes each value into a `String`); tokio-postgres would
+        // otherwise leave them unread bytes.
+        let rows: Vec<Vec<Option<String>>> = messages
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            })
+            .map(|row| (0..row.len()).map(|i| Ok(row.try_get(i)?.map(str::to_owned))).collect())
+            .collect::<Result<_, tokio_postgres::Error>>()?;
         let took = started.elapsed();
-        let mut emails = Vec::new();
-        for m in messages {
-            if let SimpleQueryMessage::Row(row) = m {
-                emails.push(row.try_get("email")?.unwrap_or_default().to_owned());
-            }
-        }
-        Ok((emails, took))
+        let email = messages
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::RowDescription(columns) => columns.iter().position(|c| c.name() == "email"),
+                _ => None,
+            })
+            .context("no email column")?;
+        Ok((rows.into_iter().map(|mut r| r.swap_remove(email).unwrap_or_default()).collect(), took, received))
     }
 
     /// `COPY (select) TO STDOUT WITH CSV`: the rows and bytes received and

@@ -1,7 +1,13 @@
 //! Q1–Q12 on both systems: each saved as a segmentd segment, then
 //! `CountMembers` and the first page of 100 (`ListMembers`) over gRPC, and
 //! `count(*)` and the first 100 rows in segmentd's member order in
-//! PostgreSQL, each timed `repeat` times after one warm-up. Speeds are only
+//! PostgreSQL, each timed `repeat` times after one warm-up.
+//!
+//! Pages are compared as tables on both sides: segmentd's in the rows
+//! layout (every built-in field, the names once per page) against
+//! PostgreSQL's `SELECT *` with every value read as text. The same page in
+//! the contacts layout (a map per contact) is timed too, and reported
+//! beside them. Speeds are only
 //! reported for answers that agree ([`Agreement`]): a count that differs
 //! from PostgreSQL's is a bug in one of the two (or in the translation), and
 //! a speed for a wrong answer means nothing.
@@ -32,6 +38,10 @@ pub struct QueryRun {
     pub postgres_count_times: Vec<Duration>,
     pub segmentd_page_times: Vec<Duration>,
     pub postgres_page_times: Vec<Duration>,
+    /// The same first page in `PAGE_LAYOUT_CONTACTS`.
+    pub segmentd_contacts_page_times: Vec<Duration>,
+    /// PostgreSQL's page until its rows arrived, before they were read.
+    pub postgres_page_received_times: Vec<Duration>,
 }
 
 /// Whether the two systems gave the same answer.
@@ -74,6 +84,22 @@ impl QueryRun {
             Agreement::Agree => Speed::of(&self.segmentd_page_times, &self.postgres_page_times),
             _ => None,
         }
+    }
+
+    /// segmentd's median first page in the contacts layout, ms; `None`
+    /// unless the pages agree.
+    pub fn contacts_page_ms(&self) -> Option<f64> {
+        self.agreed_median_ms(&self.segmentd_contacts_page_times)
+    }
+
+    /// PostgreSQL's median first page until the rows arrived, unread, ms.
+    pub fn postgres_received_page_ms(&self) -> Option<f64> {
+        self.agreed_median_ms(&self.postgres_page_received_times)
+    }
+
+    fn agreed_median_ms(&self, times: &[Duration]) -> Option<f64> {
+        let ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        (self.agreement() == Agreement::Agree).then(|| Summary::of(&ms)).flatten().map(|s| s.median)
     }
 }
 
@@ -125,13 +151,13 @@ pub async fn measure(
 ) -> anyhow::Result<QueryRun> {
     let segment = || Some(pb::SegmentRef { by: Some(pb::segment_ref::By::Id(segment_id)) });
     let count_request = || pb::CountMembersRequest { segment: segment(), min_sequence, at: at.to_owned(), as_of: None };
-    let page_request = || pb::ListMembersRequest {
+    let page_request = |layout: pb::PageLayout| pb::ListMembersRequest {
         segment: segment(),
         page_size: PAGE_SIZE as u32,
-        page_token: String::new(),
         min_sequence,
         at: at.to_owned(),
-        as_of: None,
+        layout: layout.into(),
+        ..Default::default()
     };
     let mut run = QueryRun {
         name: name.to_owned(),
@@ -145,18 +171,17 @@ pub async fn measure(
         postgres_count_times: Vec::new(),
         segmentd_page_times: Vec::new(),
         postgres_page_times: Vec::new(),
+        segmentd_contacts_page_times: Vec::new(),
+        postgres_page_received_times: Vec::new(),
     };
     // Warm-up, which also gives the answers compared.
     run.segmentd_count = queries.count_members(count_request()).await.context("CountMembers")?.into_inner().count;
-    run.segmentd_page = queries
-        .list_members(page_request())
-        .await
-        .context("ListMembers")?
-        .into_inner()
-        .contacts
-        .into_iter()
-        .map(|c| c.email)
-        .collect();
+    run.segmentd_page = row_emails(
+        queries.list_members(page_request(pb::PageLayout::Rows)).await.context("ListMembers (rows)")?.into_inner(),
+    )?;
+    let contacts = queries.list_members(page_request(pb::PageLayout::Contacts)).await.context("ListMembers")?;
+    let contacts: Vec<String> = contacts.into_inner().contacts.into_iter().map(|c| c.email).collect();
+    anyhow::ensure!(contacts == run.segmentd_page, "{name}: segmentd's page differs between its two layouts");
     run.postgres_count = pg.count(&sql).await?.0;
     run.postgres_page = pg.first_page(&sql, PAGE_SIZE).await?.0;
     // Each system's count and page back to back, the two systems in
@@ -172,8 +197,12 @@ pub async fn measure(
         run.segmentd_count_times.push(started.elapsed());
         anyhow::ensure!(count == run.segmentd_count, "{name}: segmentd's count changed between repetitions");
         let started = Instant::now();
-        let page = queries.list_members(page_request()).await?.into_inner();
+        let page = queries.list_members(page_request(pb::PageLayout::Rows)).await?.into_inner();
         run.segmentd_page_times.push(started.elapsed());
+        anyhow::ensure!(page.rows.len() == run.segmentd_page.len(), "{name}: segmentd's page changed");
+        let started = Instant::now();
+        let page = queries.list_members(page_request(pb::PageLayout::Contacts)).await?.into_inner();
+        run.segmentd_contacts_page_times.push(started.elapsed());
         anyhow::ensure!(page.contacts.len() == run.segmentd_page.len(), "{name}: segmentd's page changed");
         if i % 2 == 0 {
             postgres_pair(pg, &sql, &mut run).await?;
@@ -182,12 +211,23 @@ pub async fn measure(
     Ok(run)
 }
 
+/// The emails of a page in the rows layout, in order.
+fn row_emails(page: pb::ListMembersReply) -> anyhow::Result<Vec<String>> {
+    let column = page.fields.iter().position(|f| f == "email").context("a page of rows without an email column")?;
+    page.rows
+        .into_iter()
+        .map(|mut row| (column < row.values.len()).then(|| row.values.swap_remove(column)))
+        .collect::<Option<_>>()
+        .context("a row shorter than its page's fields")
+}
+
 /// One timed PostgreSQL count and first page.
 async fn postgres_pair(pg: &Postgres, sql: &str, run: &mut QueryRun) -> anyhow::Result<()> {
     let (_, took) = pg.count(sql).await?;
     run.postgres_count_times.push(took);
-    let (_, took) = pg.first_page(sql, PAGE_SIZE).await?;
+    let (_, took, received) = pg.first_page(sql, PAGE_SIZE).await?;
     run.postgres_page_times.push(took);
+    run.postgres_page_received_times.push(received);
     Ok(())
 }
 
@@ -213,6 +253,8 @@ mod tests {
             postgres_count_times: ms(40),
             segmentd_page_times: ms(2),
             postgres_page_times: ms(3),
+            segmentd_contacts_page_times: ms(4),
+            postgres_page_received_times: ms(2),
         }
     }
 

@@ -183,8 +183,13 @@ pub fn table(r: &Results) -> String {
     );
     let _ = writeln!(
         t,
-        "  {:<4} {:>9} {:>9} {:>9} {:>8}   {:>9} {:>9} {:>8}  check",
-        "", "count", "segmentd", "postgres", "ratio", "page sgd", "page pg", "ratio"
+        "  (pages: segmentd's rows layout vs SELECT *, every value read as text; (maps): segmentd's contacts layout; \
+         (pg recv): PostgreSQL's rows arrived, unread)"
+    );
+    let _ = writeln!(
+        t,
+        "  {:<4} {:>9} {:>9} {:>9} {:>8}   {:>9} {:>9} {:>8}   {:>7} {:>9}  check",
+        "", "count", "segmentd", "postgres", "ratio", "page sgd", "page pg", "ratio", "(maps)", "(pg recv)"
     );
     for q in &r.queries {
         let count = q.count_speed();
@@ -201,7 +206,7 @@ pub fn table(r: &Results) -> String {
         };
         let _ = writeln!(
             t,
-            "  {:<4} {:>9} {:>9} {:>9} {:>8}   {:>9} {:>9} {:>8}  {check}",
+            "  {:<4} {:>9} {:>9} {:>9} {:>8}   {:>9} {:>9} {:>8}   {:>7} {:>9}  {check}",
             q.name,
             q.segmentd_count,
             f(count.map(|s| s.segmentd_ms), 3),
@@ -210,6 +215,8 @@ pub fn table(r: &Results) -> String {
             f(page.map(|s| s.segmentd_ms), 3),
             f(page.map(|s| s.postgres_ms), 2),
             f(page.map(|s| s.ratio()), 1),
+            f(q.contacts_page_ms(), 3),
+            f(q.postgres_received_page_ms(), 2),
         );
     }
     match published_counts_match(r) {
@@ -321,6 +328,8 @@ pub fn json(r: &Results) -> Value {
                 "agreement": format!("{:?}", q.agreement()),
                 "count_ms": count.map(|s| json!({ "segmentd": s.segmentd_ms, "postgres": s.postgres_ms, "ratio": s.ratio() })),
                 "first_page_ms": page.map(|s| json!({ "segmentd": s.segmentd_ms, "postgres": s.postgres_ms, "ratio": s.ratio() })),
+                "first_page_contacts_layout_ms": q.contacts_page_ms(),
+                "first_page_postgres_received_ms": q.postgres_received_page_ms(),
                 "page_size": PAGE_SIZE,
                 "repeat": c.repeat,
             })

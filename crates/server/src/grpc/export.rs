@@ -71,11 +71,9 @@ fn chunk(contacts: &mut impl Iterator<Item = StoredContact>, fields: &[Field]) -
     let mut rows = Vec::with_capacity(CHUNK_ROWS);
     let mut bytes = 0;
     for contact in contacts.by_ref() {
-        // Read in place: no whole contact is decoded for a row.
-        let stored = contact.fields();
-        let values: Vec<String> = fields.iter().map(|f| stored.value(f).text().unwrap_or_default()).collect();
-        bytes += values.iter().map(String::len).sum::<usize>();
-        rows.push(pb::ExportRow { values });
+        let row = crate::convert::export_row(&contact, fields);
+        bytes += row.values.iter().map(String::len).sum::<usize>();
+        rows.push(row);
         if rows.len() == CHUNK_ROWS || bytes >= CHUNK_BYTES {
             break;
         }

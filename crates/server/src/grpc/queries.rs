@@ -12,7 +12,7 @@ use segmentd_domain::{Criteria, Timestamp};
 use segmentd_proto::v1 as pb;
 use segmentd_proto::v1::queries_server::Queries;
 use segmentd_readmodel::{
-    JobNotice, JobView, OrgView, PastModels, PastView, ReadModel, SegmentLookup, Until, Watch, WatchFilter,
+    JobNotice, JobView, Members, OrgView, PastModels, PastView, ReadModel, SegmentLookup, Until, Watch, WatchFilter,
 };
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -151,6 +151,20 @@ fn page_token(raw: &str) -> Result<Option<u32>, Status> {
 
 fn next_token(after: Option<u32>) -> String {
     after.map(|r| format!("{TOKEN_PREFIX}{r}")).unwrap_or_default()
+}
+
+/// A page of members in the layout the request asked for.
+fn members_reply(page: &Members, form: &convert::PageForm, sequence: u64) -> pb::ListMembersReply {
+    let mut reply =
+        pb::ListMembersReply { next_page_token: next_token(page.next_after), sequence, ..Default::default() };
+    match form {
+        convert::PageForm::Contacts => reply.contacts = page.contacts.iter().map(convert::stored_contact).collect(),
+        convert::PageForm::Rows(fields) => {
+            reply.fields = fields.iter().map(ToString::to_string).collect();
+            reply.rows = page.contacts.iter().map(|c| convert::export_row(c, fields)).collect();
+        }
+    }
+    reply
 }
 
 /// The clock of relative conditions: `at` when given, else the as_of
@@ -457,17 +471,14 @@ impl Queries for QueriesService {
         let pinned = convert::pinned_clock(&req.at)?;
         let limit = page_size(req.page_size)?;
         let after = page_token(&req.page_token)?;
+        let form = convert::page_form(req.layout, &req.fields)?;
         let as_of = convert::as_of("as_of", req.as_of.as_ref())?;
         let past = self.past_state(as_of).await?;
         let at = clock_of(pinned, &past, self.model.clock());
         let page = self.model_of(&past).read(&org, |view, sequence| {
             let (id, criteria) = segment_criteria(view, lookup)?;
             let page = view.segment_members(id, &criteria, at, after, limit);
-            Ok(Response::new(pb::ListMembersReply {
-                contacts: page.contacts.iter().map(convert::stored_contact).collect(),
-                next_page_token: next_token(page.next_after),
-                sequence,
-            }))
+            Ok(Response::new(members_reply(&page, &form, sequence)))
         });
         mark_past(page, &past)
     }
@@ -595,14 +606,11 @@ impl Queries for QueriesService {
         let at = convert::clock(&req.at)?;
         let limit = page_size(req.page_size)?;
         let after = page_token(&req.page_token)?;
+        let form = convert::page_form(req.layout, &req.fields)?;
         self.model.read(&org, |view, sequence| {
             let criteria = campaign_criteria(view, &lookup)?;
             let page = view.members(&criteria, at, after, limit);
-            Ok(Response::new(pb::ListMembersReply {
-                contacts: page.contacts.iter().map(convert::stored_contact).collect(),
-                next_page_token: next_token(page.next_after),
-                sequence,
-            }))
+            Ok(Response::new(members_reply(&page, &form, sequence)))
         })
     }
 
