@@ -188,11 +188,18 @@ async fn member_pages_cover_every_member_once_in_a_stable_order() {
     assert!(bad.message().contains("page_token"));
 }
 
-async fn page(s: &mut TestServer, layout: pb::PageLayout, fields: &[&str], token: &str) -> pb::ListMembersReply {
+async fn page(
+    s: &mut TestServer,
+    seq: u64,
+    layout: pb::PageLayout,
+    fields: &[&str],
+    token: &str,
+) -> pb::ListMembersReply {
     let request = pb::ListMembersRequest {
         segment: by_name("plans"),
         page_size: 2,
         page_token: token.into(),
+        min_sequence: seq,
         layout: layout.into(),
         fields: fields.iter().map(|f| (*f).to_owned()).collect(),
         ..Default::default()
@@ -213,12 +220,12 @@ async fn member_pages_come_as_rows_of_the_fields_asked_for() {
         ],
     )
     .await;
-    create(&mut s, "plans", "custom.plan is not empty").await;
+    let seq = create(&mut s, "plans", "custom.plan is not empty").await.sequence;
 
     // Every built-in field by default, in the column order of an export;
     // the same members, values and paging as the contacts layout.
-    let contacts = page(&mut s, pb::PageLayout::Contacts, &[], "").await;
-    let rows = page(&mut s, pb::PageLayout::Rows, &[], "").await;
+    let contacts = page(&mut s, seq, pb::PageLayout::Contacts, &[], "").await;
+    let rows = page(&mut s, seq, pb::PageLayout::Rows, &[], "").await;
     assert!(rows.contacts.is_empty() && contacts.rows.is_empty() && contacts.fields.is_empty());
     assert_eq!(rows.fields[..3], ["contact_id", "email", "first_name"]);
     assert!(!rows.fields.iter().any(|f| f.starts_with("custom.")), "{:?}", rows.fields);
@@ -234,17 +241,18 @@ async fn member_pages_come_as_rows_of_the_fields_asked_for() {
 
     // Chosen columns, custom ones too, in the order asked; the last page.
     let chosen = ["custom.plan", "email", "added_at", "age"];
-    let last = page(&mut s, pb::PageLayout::Rows, &chosen, &rows.next_page_token).await;
+    let last = page(&mut s, seq, pb::PageLayout::Rows, &chosen, &rows.next_page_token).await;
     assert_eq!(last.fields, chosen);
     assert_eq!(last.rows.len(), 1);
     assert_eq!(last.rows[0].values, ["pro", "c@example.com", "2025-03-01T12:00:00.250Z", ""]);
     assert!(last.next_page_token.is_empty());
-    let first = page(&mut s, pb::PageLayout::Rows, &chosen[..2], "").await;
+    let first = page(&mut s, seq, pb::PageLayout::Rows, &chosen[..2], "").await;
     let values: Vec<_> = first.rows.iter().map(|r| r.values.join(" ")).collect();
     assert_eq!(values, ["pro a@example.com", "free b@example.com"]);
 
     let refused = |layout: i32, fields: &[&str]| pb::ListMembersRequest {
         segment: by_name("plans"),
+        min_sequence: seq,
         layout,
         fields: fields.iter().map(|f| (*f).to_owned()).collect(),
         ..Default::default()
