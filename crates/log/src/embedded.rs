@@ -35,7 +35,7 @@
 //! what is durable.
 
 use crate::codec;
-use crate::{AppendError, AppendRequest, Appended, EventLog, LogError, Recorded, Seq};
+use crate::{AppendError, AppendRequest, Appended, EncodedEvents, EventLog, LogError, Recorded, Seq};
 use async_trait::async_trait;
 use segmentd_domain::{AggregateId, AggregateKind, Envelope};
 use std::collections::{HashMap, HashSet};
@@ -772,13 +772,16 @@ fn parse_record(buf: &[u8], seq: Seq) -> Result<(Seq, Envelope, usize), LogError
     Ok((prev, envelope, at))
 }
 
-fn read_range(shared: &Shared, from: Seq, max: usize) -> Result<Vec<Recorded>, LogError> {
+/// The records of up to `max` events from `from` (bounded by
+/// [`MAX_READ_BYTES`]), read at once: the file bytes from the first one's
+/// start and each record's offset in them.
+fn read_records(shared: &Shared, from: Seq, max: usize) -> Result<(Vec<u8>, Vec<usize>), LogError> {
     let from = from.max(1);
     let (offsets, start, end) = {
         let index = shared.index.read().unwrap_or_else(|p| p.into_inner());
         let have = index.last_seq();
         if from > have || max == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let first = (from - 1) as usize;
         let mut last = first.saturating_add(max).min(index.offsets.len());
@@ -790,17 +793,42 @@ fn read_range(shared: &Shared, from: Seq, max: usize) -> Result<Vec<Recorded>, L
             let within = index.offsets[first + 1..last].partition_point(|o| *o - start <= MAX_READ_BYTES);
             last = first + within.max(1);
         }
-        (index.offsets[first..last].to_vec(), start, end_of(last))
+        let offsets = index.offsets[first..last].iter().map(|o| (o - start) as usize).collect();
+        (offsets, start, end_of(last))
     };
     let mut buf = vec![0u8; (end - start) as usize];
     shared.file.read_exact_at(&mut buf, start)?;
+    Ok((buf, offsets))
+}
+
+fn read_range(shared: &Shared, from: Seq, max: usize) -> Result<Vec<Recorded>, LogError> {
+    let (buf, offsets) = read_records(shared, from, max)?;
+    let from = from.max(1);
     let mut out = Vec::with_capacity(offsets.len());
-    for (i, offset) in offsets.iter().enumerate() {
+    for (i, offset) in offsets.into_iter().enumerate() {
         let seq = from + i as Seq;
-        let (_, envelope, _) = parse_record(&buf[(offset - start) as usize..], seq)?;
+        let (_, envelope, _) = parse_record(&buf[offset..], seq)?;
         out.push(Recorded { seq, envelope });
     }
     Ok(out)
+}
+
+/// [`read_range`] without decoding: each event's bytes where they lie in
+/// the buffer read from the file.
+fn read_range_encoded(shared: &Shared, from: Seq, max: usize) -> Result<EncodedEvents, LogError> {
+    let (buf, offsets) = read_records(shared, from, max)?;
+    let from = from.max(1);
+    let mut spans = Vec::with_capacity(offsets.len());
+    for (i, offset) in offsets.into_iter().enumerate() {
+        let seq = from + i as Seq;
+        let corrupt = |reason: String| LogError::Corrupt { seq, reason };
+        let mut at = offset;
+        take_u64(&buf, &mut at).map_err(corrupt)?;
+        let len = take_u32(&buf, &mut at).map_err(corrupt)? as usize;
+        take(&buf, &mut at, len).map_err(corrupt)?;
+        spans.push((seq, at - len, at));
+    }
+    Ok(EncodedEvents::from_parts(buf, spans))
 }
 
 /// The aggregate's last sequence, or `None` if it has no events.
@@ -893,6 +921,13 @@ impl EventLog for EmbeddedLog {
             return Ok(Vec::new());
         }
         self.blocking(move |shared| read_range(shared, from, max)).await
+    }
+
+    async fn read_encoded(&self, from: Seq, max: usize) -> Result<EncodedEvents, LogError> {
+        if from > *self.shared.tail.borrow() || max == 0 {
+            return Ok(EncodedEvents::default());
+        }
+        self.blocking(move |shared| read_range_encoded(shared, from, max)).await
     }
 
     async fn last_seq(&self) -> Result<Seq, LogError> {

@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::index::{ContactIndex, Evaluator};
 use crate::jobs::{AffectedContact, JobNotice, JobView, apply_job_event};
 use crate::membership::{ChangeRecord, Feed, FeedError, Memberships, Touched, Watch, WatchFilter};
+use crate::projector::Replayed;
 use crate::store::{self, Key};
 use crate::stored::StoredContact;
 use roaring::RoaringBitmap;
@@ -346,6 +347,31 @@ impl Writes {
     }
 }
 
+/// One event to apply: decoded, or a contact's new state already in its
+/// stored form (`Replayed::Contact`).
+enum Step<'e> {
+    Event(&'e Recorded),
+    Contact { seq: Seq, org: &'e str, contact: &'e StoredContact },
+}
+
+impl Step<'_> {
+    fn seq(&self) -> Seq {
+        match self {
+            Step::Event(rec) => rec.seq,
+            Step::Contact { seq, .. } => *seq,
+        }
+    }
+}
+
+impl<'a> Replayed<'a> {
+    fn step(&self) -> Step<'_> {
+        match self {
+            Replayed::Event(rec) => Step::Event(rec),
+            Replayed::Contact { seq, org, contact, .. } => Step::Contact { seq: *seq, org, contact },
+        }
+    }
+}
+
 impl ReadModel {
     /// Opens (or creates) the read model under `dir` and loads it into
     /// memory, with relative memberships on the system clock.
@@ -511,8 +537,11 @@ impl ReadModel {
     /// Until `finish_bulk`, answers would come from a stale index and the
     /// applied sequence is not announced: only a model that nobody reads
     /// yet may be fed this way.
-    pub(crate) fn apply_bulk(&self, events: &[Recorded]) -> Result<Seq, ReadModelError> {
-        self.apply_events(events, true)
+    ///
+    /// Contacts' new states come as the projector took them from the log's
+    /// bytes ([`Replayed`]), without being decoded and encoded again.
+    pub(crate) fn apply_bulk(&self, events: &[Replayed<'_>]) -> Result<Seq, ReadModelError> {
+        self.apply_steps(events.iter().map(Replayed::step), true)
     }
 
     /// Ends bulk replays: builds the index of every org replayed in bulk,
@@ -544,6 +573,10 @@ impl ReadModel {
     }
 
     fn apply_events(&self, events: &[Recorded], bulk: bool) -> Result<Seq, ReadModelError> {
+        self.apply_steps(events.iter().map(Step::Event), bulk)
+    }
+
+    fn apply_steps<'e>(&self, events: impl Iterator<Item = Step<'e>>, bulk: bool) -> Result<Seq, ReadModelError> {
         let at = self.clock.now();
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let mut writes = Writes::new(self.store.is_some());
@@ -553,35 +586,49 @@ impl ReadModel {
         let mut records: Vec<ChangeRecord> = Vec::new();
         // Orgs with contact changes not yet tested against the saved segments.
         let mut pending: Vec<String> = Vec::new();
-        for rec in events.iter().filter(|r| r.seq > start) {
-            let env = &rec.envelope;
-            let org_id = env.aggregate.org.as_str();
-            let org = state.orgs.entry(org_id.to_owned()).or_default();
+        for step in events.filter(|s| s.seq() > start) {
+            let (seq, org_id) = match &step {
+                Step::Event(rec) => (rec.seq, rec.envelope.aggregate.org.as_str()),
+                Step::Contact { seq, org, .. } => (*seq, *org),
+            };
+            // Looked up before inserting: a key allocated per event shows.
+            if !state.orgs.contains_key(org_id) {
+                state.orgs.insert(org_id.to_owned(), OrgView::default());
+            }
+            let org = state.orgs.get_mut(org_id).expect("inserted above");
             org.bulk |= bulk;
-            if let Some(job) = apply_job_records(org, rec, &mut writes) {
-                notices.push(JobNotice { org: env.aggregate.org.clone(), job });
+            match step {
+                Step::Event(rec) => {
+                    let env = &rec.envelope;
+                    if let Some(job) = apply_job_records(org, rec, &mut writes) {
+                        notices.push(JobNotice { org: env.aggregate.org.clone(), job });
+                    }
+                    if is_catalog_event(&env.event) {
+                        writes.insert(|| store::event_key(org_id, seq), || segmentd_log::codec::encode(env));
+                    }
+                    if env.aggregate.kind == AggregateKind::Segments {
+                        // Contacts changed before a definition changes are judged by
+                        // the definitions they were applied under. (Only the cause a
+                        // change is reported with depends on this: a redefinition
+                        // recomputes the whole set anyway.)
+                        records.extend(org.refresh_members(org_id, at));
+                    }
+                    apply_event(org, org_id, &env.event, env.time, &mut writes);
+                    note_versions(org, env, seq);
+                }
+                // What the arm above does with a contact's new state (a
+                // contact aggregate's event: no job, catalogue or version).
+                Step::Contact { contact, .. } => put_stored(org, org_id, contact.clone(), &mut writes),
             }
-            if is_catalog_event(&env.event) {
-                writes.insert(|| store::event_key(&env.aggregate.org, rec.seq), || segmentd_log::codec::encode(env));
-            }
-            if env.aggregate.kind == AggregateKind::Segments {
-                // Contacts changed before a definition changes are judged by
-                // the definitions they were applied under. (Only the cause a
-                // change is reported with depends on this: a redefinition
-                // recomputes the whole set anyway.)
-                records.extend(org.refresh_members(org_id, at));
-            }
-            apply_event(org, org_id, &env.event, env.time, &mut writes);
-            note_versions(org, env, rec.seq);
-            if org.touched.stamp(rec.seq) && !pending.iter().any(|o| o == org_id) {
+            if org.touched.stamp(seq) && !pending.iter().any(|o| o == org_id) {
                 pending.push(org_id.to_owned());
             }
             if self.keeps_members && !org.bulk {
-                records.extend(org.redefine_members(org_id, rec.seq, at));
+                records.extend(org.redefine_members(org_id, seq, at));
             } else {
                 org.redefined.clear();
             }
-            applied = rec.seq;
+            applied = seq;
         }
         if applied == state.applied {
             return Ok(applied);
@@ -765,7 +812,13 @@ fn criteria_changed(event: &Event) -> Vec<u64> {
 }
 
 fn put_contact(org: &mut OrgView, org_id: &str, contact: &Contact, writes: &mut Writes) {
-    let row = match org.row_of(&contact.email) {
+    put_stored(org, org_id, StoredContact::encode(contact), writes);
+}
+
+/// A contact's new state, as stored.
+fn put_stored(org: &mut OrgView, org_id: &str, new: StoredContact, writes: &mut Writes) {
+    let email = new.email();
+    let row = match org.row_of(email) {
         Some(row) => row,
         None => {
             let row = org.rows.len() as u32;
@@ -774,13 +827,12 @@ fn put_contact(org: &mut OrgView, org_id: &str, contact: &Contact, writes: &mut 
             row
         }
     };
-    let new = StoredContact::encode(contact);
     writes.contact_changed(org_id, row);
     let old = org.rows[row as usize].replace(new.clone());
     if org.bulk {
         // A row's email never changes: only a new row is a new entry.
         if old.is_none() {
-            org.index.insert_email(row, &contact.email);
+            org.index.insert_email(row, email);
         }
         return;
     }

@@ -3,9 +3,14 @@
 //! ([`project_until`]) for rebuilt and past states.
 
 use crate::model::{ReadModel, ReadModelError};
+use crate::stored::StoredContact;
+use segmentd_domain::AggregateKind;
 use segmentd_domain::time::Timestamp;
-use segmentd_log::{EventLog, LogError, Seq};
+use segmentd_log::{EncodedEvents, EventLog, LogError, Recorded, Seq, codec};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -137,31 +142,142 @@ pub async fn project_until(log: &dyn EventLog, model: &ReadModel, until: Until) 
 
 async fn replay(log: &dyn EventLog, model: &ReadModel, until: Until) -> Result<Reached, ProjectorError> {
     let mut reached = Reached { seq: 0, seq_time: None, latest_time: None, next_time: None };
-    loop {
-        let events = log.read(reached.seq + 1, REPLAY_BATCH).await?;
-        if events.is_empty() {
-            return Ok(reached);
-        }
+    let mut reading = Some(ReadAhead::start(log, 1).await);
+    // Until a batch holds the first event not to apply, or the log ends.
+    while let Some(read) = reading.take() {
+        let encoded = read.finish().await?;
+        let events = decode(&encoded)?;
+        let Some(newest) = events.last() else { break };
         let keep = events
             .iter()
             .position(|rec| match until {
-                Until::Sequence(last) => rec.seq > last,
-                Until::Time(t) => rec.envelope.time > t,
+                Until::Sequence(last) => rec.seq() > last,
+                Until::Time(t) => rec.time() > t,
             })
             .unwrap_or(events.len());
         let (applied, rest) = events.split_at(keep);
+        if rest.is_empty() {
+            // The next batch is read while this one is applied.
+            reading = Some(ReadAhead::start(log, newest.seq() + 1).await);
+        }
         if let Some(last) = applied.last() {
             model.apply_bulk(applied)?;
-            reached.seq = last.seq;
-            reached.seq_time = Some(last.envelope.time);
-            let latest = applied.iter().map(|r| r.envelope.time).max();
+            reached.seq = last.seq();
+            reached.seq_time = Some(last.time());
+            let latest = applied.iter().map(Replayed::time).max();
             reached.latest_time = reached.latest_time.max(latest);
         }
         if let Some(next) = rest.first() {
-            reached.next_time = Some(next.envelope.time);
-            return Ok(reached);
+            reached.next_time = Some(next.time());
         }
     }
+    Ok(reached)
+}
+
+/// A read of the log started before its events are needed: the embedded
+/// log reads on a blocking thread, so the next batch is read from the file
+/// while this one is applied. Other logs at least have the request out.
+struct ReadAhead<'a> {
+    pending: Pin<Box<dyn Future<Output = Result<EncodedEvents, LogError>> + Send + 'a>>,
+    /// The answer, when the first poll already had it.
+    ready: Option<Result<EncodedEvents, LogError>>,
+}
+
+impl<'a> ReadAhead<'a> {
+    async fn start(log: &'a dyn EventLog, from: Seq) -> ReadAhead<'a> {
+        let mut pending = log.read_encoded(from, REPLAY_BATCH);
+        let ready = std::future::poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx))).await;
+        ReadAhead { pending, ready: if let Poll::Ready(r) = ready { Some(r) } else { None } }
+    }
+
+    async fn finish(self) -> Result<EncodedEvents, LogError> {
+        match self.ready {
+            Some(r) => r,
+            None => self.pending.await,
+        }
+    }
+}
+
+/// An event of a bulk replay: decoded, or, for a contact's new state, taken
+/// as stored straight from the event's bytes.
+pub(crate) enum Replayed<'a> {
+    /// Boxed: most events of a replay are the other kind, a tenth its size.
+    Event(Box<Recorded>),
+    Contact {
+        seq: Seq,
+        time: Timestamp,
+        org: &'a str,
+        contact: StoredContact,
+    },
+}
+
+impl Replayed<'_> {
+    pub(crate) fn seq(&self) -> Seq {
+        match self {
+            Replayed::Event(rec) => rec.seq,
+            Replayed::Contact { seq, .. } => *seq,
+        }
+    }
+
+    pub(crate) fn time(&self) -> Timestamp {
+        match self {
+            Replayed::Event(rec) => rec.envelope.time,
+            Replayed::Contact { time, .. } => *time,
+        }
+    }
+}
+
+/// Events from this many on are decoded on two threads, half each.
+const DECODE_SPLIT_FROM: usize = 1024;
+
+/// Decodes a batch read for a bulk replay. A contact's new state
+/// (`ContactCreated`, `ContactUpdated`) is the contact's bytes at the front
+/// of the event's payload, exactly its stored form: it is checked and
+/// taken as it is, instead of decoded into a `Contact` (a dozen
+/// allocations) and encoded again. Anything else, or anything that does not
+/// check, is decoded in full, which also reports a damaged event as
+/// `read` would.
+fn decode(encoded: &EncodedEvents) -> Result<Vec<Replayed<'_>>, LogError> {
+    let one = |i: usize| {
+        let (seq, bytes) = encoded.get(i).expect("i < len");
+        match as_stored(bytes) {
+            Some((time, org, contact)) => Ok(Replayed::Contact { seq, time, org, contact }),
+            None => codec::decode(bytes)
+                .map(|envelope| Replayed::Event(Box::new(Recorded { seq, envelope })))
+                .map_err(|e| LogError::Corrupt { seq, reason: e.to_string() }),
+        }
+    };
+    let len = encoded.len();
+    if len < DECODE_SPLIT_FROM {
+        return (0..len).map(one).collect();
+    }
+    let half = len / 2;
+    std::thread::scope(|s| {
+        let later = s.spawn(|| (half..len).map(one).collect::<Result<Vec<_>, _>>());
+        let mut events = (0..half).map(one).collect::<Result<Vec<_>, _>>();
+        let later = later.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if let Ok(events) = &mut events {
+            events.extend(later?);
+        }
+        events
+    })
+}
+
+/// A contact event's time, org and contact as stored, when the bytes are
+/// one that decodes (in full) to exactly that.
+fn as_stored(bytes: &[u8]) -> Option<(Timestamp, &str, StoredContact)> {
+    let (code, schema, header, payload) = codec::decode_header(bytes).ok()?;
+    if schema != codec::SCHEMA_V1 || AggregateKind::parse(header.aggregate_kind) != Some(AggregateKind::Contact) {
+        return None;
+    }
+    let (contact, rest) = StoredContact::from_prefix(payload)?;
+    let whole = match code {
+        codec::CONTACT_CREATED => rest.is_empty(),
+        // `changed`, the names of the fields that changed.
+        codec::CONTACT_UPDATED => postcard::take_from_bytes::<Vec<&str>>(rest).is_ok_and(|(_, rest)| rest.is_empty()),
+        _ => false,
+    };
+    whole.then(|| (Timestamp::from_millis(header.time_ms), header.org, contact))
 }
 
 /// A model this far behind the log at start catches up in bulk
@@ -190,11 +306,12 @@ pub async fn catch_up(log: &dyn EventLog, model: &ReadModel, min_behind: Seq) ->
 
 async fn bulk_until(log: &dyn EventLog, model: &ReadModel, last: Seq) -> Result<Seq, ProjectorError> {
     let mut applied = model.applied_seq();
+    let mut reading = ReadAhead::start(log, applied + 1).await;
     while applied < last {
-        let events = log.read(applied + 1, REPLAY_BATCH).await?;
-        if events.is_empty() {
-            break;
-        }
+        let encoded = reading.finish().await?;
+        let events = decode(&encoded)?;
+        let Some(newest) = events.last() else { break };
+        reading = ReadAhead::start(log, newest.seq() + 1).await;
         applied = model.apply_bulk(&events)?;
     }
     Ok(applied)
