@@ -151,7 +151,7 @@ impl ContactIndex {
             }));
         let count = runs.len();
         let mut runs_text: Vec<Vec<Option<TextBuilder<'_>>>> = text.iter().map(|_| Vec::new()).collect();
-        let mut runs_custom: BTreeMap<&str, Vec<Option<TextBuilder<'_>>>> = BTreeMap::new();
+        let mut runs_custom: BTreeMap<&[u8], Vec<Option<TextBuilder<'_>>>> = BTreeMap::new();
         let mut runs_present: Vec<Vec<Vec<u32>>> = ordered.iter().map(|_| Vec::new()).collect();
         for (k, gathered) in runs.into_iter().enumerate() {
             for (all, one) in runs_text.iter_mut().zip(gathered.text) {
@@ -170,7 +170,8 @@ impl ContactIndex {
             .zip(runs_text)
             .map(move |((slot, _), runs)| move || Built::Text(*slot, merged(runs, run, total).build(column_after)));
         let custom_jobs = runs_custom.into_iter().map(move |(name, runs)| {
-            move || Built::Custom(name.to_owned(), merged(runs, run, total).build(column_after))
+            let name = std::str::from_utf8(name).expect("stored contacts' strings are UTF-8").to_owned();
+            move || Built::Custom(name, merged(runs, run, total).build(column_after))
         });
         let ordered_jobs = runs_present.into_iter().zip(columns).enumerate().map(|(slot, (present, column))| {
             move || Built::Ordered(slot, Box::new(OrderedIndex::from_column(&present.concat(), column)))
@@ -324,7 +325,8 @@ const MAX_PARTS: usize = 4;
 struct Gathered<'a> {
     /// Per text field being filled, in the order given.
     text: Vec<TextBuilder<'a>>,
-    custom: HashMap<&'a str, TextBuilder<'a>>,
+    /// By name, as stored.
+    custom: HashMap<&'a [u8], TextBuilder<'a>>,
     /// Per ordered field, the rows with a value.
     present: Vec<Vec<u32>>,
 }
@@ -346,17 +348,17 @@ fn gather<'a>(
     for (i, c) in rows.iter().enumerate() {
         let Some(c) = c else { continue };
         let row = (first + i) as u32;
-        let c = c.fields();
+        let c = c.raw_fields();
         for ((field, present), column) in ordered.iter().zip(&mut gathered.present).zip(&mut columns) {
-            if let Some(v) = ordered_value(c.value(field)) {
+            if let Some(v) = c.number(field) {
                 present.push(row);
                 column[i] = v;
             }
         }
         for ((_, field), builder) in text.iter().zip(&mut gathered.text) {
-            builder.push(row, text_value(&c, field));
+            builder.push(row, c.text(field));
         }
-        for &(name, value) in c.customs() {
+        for (name, value) in c.customs() {
             gathered.custom.entry(name).or_insert_with(builder).push(row, value);
         }
     }

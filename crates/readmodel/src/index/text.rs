@@ -184,7 +184,7 @@ impl TextIndex {
 pub(crate) struct TextBuilder<'a> {
     /// Each distinct value as written → its id; dropped once it holds
     /// [`MANY_VALUES`] entries (a unique field gains nothing from it).
-    raw: HashMap<&'a str, u32, Hasher>,
+    raw: HashMap<&'a [u8], u32, Hasher>,
     raw_full: bool,
     /// Each distinct lowercased value → its id (spellings that differ
     /// only in case share one).
@@ -212,15 +212,18 @@ impl<'a> TextBuilder<'a> {
         }
     }
 
-    /// Sets `row`'s value (a row of the run, set once).
-    pub(crate) fn push(&mut self, row: u32, value: &'a str) {
+    /// Sets `row`'s value (a row of the run, set once), given as the bytes
+    /// of a stored contact's string (`RawFields`): only a spelling not seen
+    /// yet is checked and lowercased.
+    pub(crate) fn push(&mut self, row: u32, value: &'a [u8]) {
         if value.is_empty() {
             return;
         }
         let id = match self.raw.get(value) {
             Some(&id) => id,
             None => {
-                let key = lower_in(value, &mut self.scratch);
+                let text = std::str::from_utf8(value).expect("stored contacts' strings are UTF-8");
+                let key = lower_in(text, &mut self.scratch);
                 let id = match self.ids.get(key) {
                     Some(&id) => id,
                     None => {
