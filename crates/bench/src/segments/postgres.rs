@@ -72,6 +72,8 @@ pub struct Postgres {
     client: Client,
     pub schema: String,
     pub version: String,
+    /// The scratch schema, then where the extensions live.
+    search_path: String,
     connection: tokio::task::JoinHandle<()>,
 }
 
@@ -84,20 +86,25 @@ pub struct PgLoad {
     pub analyze: Duration,
 }
 
+async fn open(url: &str) -> anyhow::Result<(Client, tokio::task::JoinHandle<()>)> {
+    let (client, connection) =
+        tokio_postgres::connect(url, NoTls).await.with_context(|| format!("connecting to PostgreSQL ({url})"))?;
+    let connection = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("PostgreSQL connection ended: {e}");
+        }
+    });
+    Ok((client, connection))
+}
+
 impl Postgres {
     /// Connects, creates the scratch schema (and extensions where missing)
     /// and the empty table.
     pub async fn connect(url: &str) -> anyhow::Result<Postgres> {
-        let (client, connection) =
-            tokio_postgres::connect(url, NoTls).await.with_context(|| format!("connecting to PostgreSQL ({url})"))?;
-        let connection = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                eprintln!("PostgreSQL connection ended: {e}");
-            }
-        });
+        let (client, connection) = open(url).await?;
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
         let schema = format!("segbench_{}_{stamp}", std::process::id());
-        let pg = Postgres { client, schema, version: String::new(), connection };
+        let pg = Postgres { client, schema, version: String::new(), search_path: String::new(), connection };
         let version = pg.scalar("SHOW server_version").await?;
         let mut pg = Postgres { version, ..pg };
         pg.create_schema().await?;
@@ -128,6 +135,7 @@ impl Postgres {
         }
         path.push("public".into());
         path.dedup();
+        self.search_path = path.join(", ");
         let text = TEXT_COLUMNS.map(|c| format!("{c} citext NOT NULL")).join(", ");
         self.client
             .batch_execute(&format!(
@@ -136,11 +144,25 @@ impl Postgres {
                  total_spent numeric(12,2) NOT NULL, purchase_count integer NOT NULL, \
                  last_purchase_at timestamptz, last_opened_at timestamptz, added_at timestamptz NOT NULL, \
                  updated_at timestamptz NOT NULL, created_seq bigint NOT NULL)",
-                path.join(", ")
+                self.search_path
             ))
             .await
             .context("creating the contacts table")?;
         Ok(())
+    }
+
+    /// Another connection to the same scratch schema, whose task runs on the
+    /// runtime that calls this. Dropping it leaves the schema alone.
+    pub async fn another(&self, url: &str) -> anyhow::Result<Postgres> {
+        let (client, connection) = open(url).await?;
+        client.batch_execute(&format!("SET search_path = {}", self.search_path)).await?;
+        Ok(Postgres {
+            client,
+            schema: self.schema.clone(),
+            version: self.version.clone(),
+            search_path: self.search_path.clone(),
+            connection,
+        })
     }
 
     /// COPYs `csv` (no header, columns as [`COPY_COLUMNS`]) into the table,

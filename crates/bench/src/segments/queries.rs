@@ -174,7 +174,10 @@ pub async fn measure(
         segmentd_contacts_page_times: Vec::new(),
         postgres_page_received_times: Vec::new(),
     };
-    // Warm-up, which also gives the answers compared.
+    // Each system measured in a block of its own, after a warm-up that
+    // also gives the answer compared: a request timed right after the other
+    // system's work (PostgreSQL's parallel scans take up to 300 ms of both
+    // cores, and its workers exit after the answer) pays for that work.
     run.segmentd_count = queries.count_members(count_request()).await.context("CountMembers")?.into_inner().count;
     run.segmentd_page = row_emails(
         queries.list_members(page_request(pb::PageLayout::Rows)).await.context("ListMembers (rows)")?.into_inner(),
@@ -182,16 +185,7 @@ pub async fn measure(
     let contacts = queries.list_members(page_request(pb::PageLayout::Contacts)).await.context("ListMembers")?;
     let contacts: Vec<String> = contacts.into_inner().contacts.into_iter().map(|c| c.email).collect();
     anyhow::ensure!(contacts == run.segmentd_page, "{name}: segmentd's page differs between its two layouts");
-    run.postgres_count = pg.count(&sql).await?.0;
-    run.postgres_page = pg.first_page(&sql, PAGE_SIZE).await?.0;
-    // Each system's count and page back to back, the two systems in
-    // alternating order: a page timed right after the other system's count
-    // (up to 200 ms of both cores for PostgreSQL's parallel scans) starts
-    // with its caches evicted, a cost of the other system, not its own.
-    for i in 0..repeat {
-        if i % 2 == 1 {
-            postgres_pair(pg, &sql, &mut run).await?;
-        }
+    for _ in 0..repeat {
         let started = Instant::now();
         let count = queries.count_members(count_request()).await?.into_inner().count;
         run.segmentd_count_times.push(started.elapsed());
@@ -204,9 +198,16 @@ pub async fn measure(
         let page = queries.list_members(page_request(pb::PageLayout::Contacts)).await?.into_inner();
         run.segmentd_contacts_page_times.push(started.elapsed());
         anyhow::ensure!(page.contacts.len() == run.segmentd_page.len(), "{name}: segmentd's page changed");
-        if i % 2 == 0 {
-            postgres_pair(pg, &sql, &mut run).await?;
-        }
+    }
+    run.postgres_count = pg.count(&sql).await?.0;
+    run.postgres_page = pg.first_page(&sql, PAGE_SIZE).await?.0;
+    for _ in 0..repeat {
+        let (count, took) = pg.count(&sql).await?;
+        run.postgres_count_times.push(took);
+        anyhow::ensure!(count == run.postgres_count, "{name}: PostgreSQL's count changed between repetitions");
+        let (_, took, received) = pg.first_page(&sql, PAGE_SIZE).await?;
+        run.postgres_page_times.push(took);
+        run.postgres_page_received_times.push(received);
     }
     Ok(run)
 }
@@ -219,16 +220,6 @@ fn row_emails(page: pb::ListMembersReply) -> anyhow::Result<Vec<String>> {
         .map(|mut row| (column < row.values.len()).then(|| row.values.swap_remove(column)))
         .collect::<Option<_>>()
         .context("a row shorter than its page's fields")
-}
-
-/// One timed PostgreSQL count and first page.
-async fn postgres_pair(pg: &Postgres, sql: &str, run: &mut QueryRun) -> anyhow::Result<()> {
-    let (_, took) = pg.count(sql).await?;
-    run.postgres_count_times.push(took);
-    let (_, took, received) = pg.first_page(sql, PAGE_SIZE).await?;
-    run.postgres_page_times.push(took);
-    run.postgres_page_received_times.push(received);
-    Ok(())
 }
 
 #[cfg(test)]
