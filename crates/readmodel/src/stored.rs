@@ -301,6 +301,20 @@ impl<'a> RawFields<'a> {
     }
 }
 
+/// Tests: the seven number fields of `c` from `numbers`, in the order
+/// contact_id, age, score, total_spent, purchase_count, last_purchase_at,
+/// last_opened_at.
+#[cfg(test)]
+pub(crate) fn set_numbers(c: &mut Contact, numbers: &[Option<i64>]) {
+    c.contact_id = numbers[0];
+    c.age = numbers[1];
+    c.score = numbers[2];
+    c.total_spent = numbers[3].map(Decimal);
+    c.purchase_count = numbers[4];
+    c.last_purchase_at = numbers[5].map(Timestamp);
+    c.last_opened_at = numbers[6].map(Timestamp);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,13 +338,7 @@ mod tests {
             let [a, b, d, e, f, g, h, i] = <[String; 8]>::try_from(texts).unwrap();
             (c.first_name, c.last_name, c.company, c.city, c.state, c.country, c.gender, c.lifecycle_stage) =
                 (a, b, d, e, f, g, h, i);
-            c.contact_id = numbers[0];
-            c.age = numbers[1];
-            c.score = numbers[2];
-            c.total_spent = numbers[3].map(Decimal);
-            c.purchase_count = numbers[4];
-            c.last_purchase_at = numbers[5].map(Timestamp);
-            c.last_opened_at = numbers[6].map(Timestamp);
+            super::set_numbers(&mut c, &numbers);
             c.custom = custom;
             c
         }

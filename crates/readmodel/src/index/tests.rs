@@ -402,13 +402,7 @@ fn any_contact() -> impl Strategy<Value = Option<Contact>> {
                 (c.first_name, c.last_name, c.company, c.city, c.state, c.country, c.gender) =
                     (first, last, company, city, state, country, gender);
                 c.lifecycle_stage = c.city.to_uppercase();
-                c.contact_id = numbers[0];
-                c.age = numbers[1];
-                c.score = numbers[2];
-                c.total_spent = numbers[3].map(Decimal);
-                c.purchase_count = numbers[4];
-                c.last_purchase_at = numbers[5].map(Timestamp);
-                c.last_opened_at = numbers[6].map(Timestamp);
+                crate::stored::set_numbers(c, &numbers);
                 c.added_at = Timestamp(added);
                 c.updated_at = Timestamp(updated);
                 c.custom = custom.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
