@@ -159,29 +159,8 @@ async fn measure(
         seq = seq.max(s);
     }
     eprintln!("Q1–Q12…");
-    // On a runtime of one thread of its own, with connections of its own,
-    // so that no request waits for a wake-up on another worker (a
-    // CountMembers round trip took 40 µs so, 54–159 µs on the default
-    // runtime), for both systems alike. The other phases keep the default
-    // runtime, as segctl does: an export decodes on one worker while it
-    // writes CSV on the other.
-    let runs = tokio::task::block_in_place(|| {
-        std::thread::scope(|scope| {
-            let measure_all = || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                runtime.block_on(async {
-                    let mut queries = server.queries().await?;
-                    let pg = pg.another(&config.postgres_url).await?;
-                    let mut runs = Vec::new();
-                    for (id, q) in ids.iter().zip(standard) {
-                        runs.push(queries::measure(&mut queries, &pg, *id, seq, &config.at, config.repeat, q).await?);
-                    }
-                    anyhow::Ok(runs)
-                })
-            };
-            scope.spawn(measure_all).join().map_err(|_| anyhow::anyhow!("the Q1–Q12 thread panicked"))?
-        })
-    })?;
+    let saved: Vec<_> = ids.iter().copied().zip(standard).collect();
+    let runs = tokio::task::block_in_place(|| measure_queries(config, &server, pg, saved, seq))?;
 
     eprintln!("defining {} saved segments…", config.segments);
     let all = criteria_set::segment_criteria(config.segments);
@@ -232,6 +211,35 @@ async fn measure(
         rebuild,
         load: loaded,
     })
+}
+
+/// Q1–Q12 (segment id, name, criteria, SQL) on a runtime of one thread of
+/// their own, with connections of their own: no request then waits for a
+/// wake-up on another worker (a CountMembers round trip takes about 40 µs
+/// on one thread, 54–159 µs on the default runtime), for both systems
+/// alike. The other phases keep the default runtime, as segctl does: an
+/// export decodes on one worker while it writes CSV on the other.
+fn measure_queries(
+    config: &Config,
+    server: &server::Server,
+    pg: &postgres::Postgres,
+    saved: Vec<(u64, (&str, &str, String))>,
+    seq: u64,
+) -> anyhow::Result<Vec<queries::QueryRun>> {
+    let on_one_thread = || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let mut queries = server.queries().await?;
+            let pg = pg.another(&config.postgres_url).await?;
+            let mut runs = Vec::new();
+            for (id, q) in saved {
+                runs.push(queries::measure(&mut queries, &pg, id, seq, &config.at, config.repeat, q).await?);
+            }
+            anyhow::Ok(runs)
+        })
+    };
+    std::thread::scope(|scope| scope.spawn(on_one_thread).join())
+        .map_err(|_| anyhow::anyhow!("the Q1–Q12 thread panicked"))?
 }
 
 async fn create_segment(
