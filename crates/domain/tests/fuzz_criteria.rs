@@ -16,8 +16,9 @@
 
 use proptest::prelude::*;
 use proptest::sample::Index;
+use segmentd_domain::criteria::strategies::{Leaves, timestamp};
 use segmentd_domain::criteria::{Condition, MAX_DEPTH, MAX_TEXT_LEN, Operator, SegmentRef, Value};
-use segmentd_domain::{Criteria, Decimal, Field, FieldKind, Timestamp};
+use segmentd_domain::{Criteria, Decimal, Field, FieldKind};
 
 /// Cases per target: `FUZZ_CASES` when set (a long run), else `default`.
 fn config(default: u32) -> ProptestConfig {
@@ -67,11 +68,6 @@ fn text_value() -> impl Strategy<Value = String> {
     ]
 }
 
-// Years 0001 to 9999: what RFC 3339 can write.
-fn timestamp() -> impl Strategy<Value = Timestamp> {
-    (-62_135_596_800_000i64..253_402_300_799_999).prop_map(Timestamp)
-}
-
 fn value(kind: FieldKind) -> BoxedStrategy<Value> {
     match kind {
         FieldKind::Text => text_value().prop_map(Value::Text).boxed(),
@@ -82,56 +78,8 @@ fn value(kind: FieldKind) -> BoxedStrategy<Value> {
     }
 }
 
-fn operator(kind: FieldKind) -> BoxedStrategy<Operator> {
-    let v = move || value(kind);
-    let list = move || prop::collection::vec(value(kind), 1..6);
-    let common = prop_oneof![
-        v().prop_map(Operator::Eq),
-        v().prop_map(Operator::Ne),
-        Just(Operator::IsEmpty),
-        Just(Operator::IsNotEmpty),
-    ];
-    let ordered = move || {
-        prop_oneof![
-            v().prop_map(Operator::Lt),
-            v().prop_map(Operator::Le),
-            v().prop_map(Operator::Gt),
-            v().prop_map(Operator::Ge),
-            (v(), v()).prop_map(|(a, b)| Operator::Between(a, b)),
-        ]
-    };
-    match kind {
-        FieldKind::Text => prop_oneof![
-            common,
-            list().prop_map(Operator::In),
-            list().prop_map(Operator::NotIn),
-            text_value().prop_map(Operator::Contains),
-            text_value().prop_map(Operator::NotContains),
-            text_value().prop_map(Operator::StartsWith),
-            text_value().prop_map(Operator::EndsWith),
-        ]
-        .boxed(),
-        FieldKind::Integer | FieldKind::Decimal => {
-            prop_oneof![common, list().prop_map(Operator::In), list().prop_map(Operator::NotIn), ordered()].boxed()
-        }
-        FieldKind::Time => prop_oneof![
-            common,
-            ordered(),
-            timestamp().prop_map(Operator::Before),
-            timestamp().prop_map(Operator::After),
-            any::<u32>().prop_map(Operator::WithinLastDays),
-            any::<u32>().prop_map(Operator::MoreThanDaysAgo),
-        ]
-        .boxed(),
-    }
-}
-
 fn condition() -> impl Strategy<Value = Criteria> {
-    field().prop_flat_map(|field| {
-        operator(field.kind()).prop_map(move |op| {
-            Criteria::Condition(Condition::new(field.clone(), op).expect("generated conditions are well typed"))
-        })
-    })
+    Leaves { field: || field().boxed(), value, text: || text_value().boxed(), max_list: 5 }.condition()
 }
 
 /// `in segment 12` or `in segment "Name"`; the parser trims names and

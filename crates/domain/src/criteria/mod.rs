@@ -22,6 +22,8 @@ mod ast;
 mod eval;
 mod parse;
 mod print;
+#[cfg(any(test, feature = "strategies"))]
+pub mod strategies;
 #[cfg(test)]
 mod tests;
 

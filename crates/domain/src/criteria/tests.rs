@@ -3,6 +3,7 @@
 //! written as given / when / then.
 
 use super::eval::{contains_ci, ends_with_ci, eq_ci, starts_with_ci};
+use super::strategies::{Leaves, timestamp};
 use super::*;
 use crate::contact::{Contact, Email, Field};
 use crate::decimal::Decimal;
@@ -809,62 +810,11 @@ fn value_for(kind: crate::contact::FieldKind) -> BoxedStrategy<Value> {
     }
 }
 
-fn timestamp() -> impl Strategy<Value = Timestamp> {
-    (-62_135_596_800_000i64..253_402_300_799_999).prop_map(Timestamp)
-}
-
-fn operator_for(kind: crate::contact::FieldKind) -> BoxedStrategy<Operator> {
-    use crate::contact::FieldKind as K;
-    let v = move || value_for(kind);
-    let list = move || prop::collection::vec(value_for(kind), 1..5);
-    let common = prop_oneof![
-        v().prop_map(Operator::Eq),
-        v().prop_map(Operator::Ne),
-        Just(Operator::IsEmpty),
-        Just(Operator::IsNotEmpty),
-    ];
-    let ordered = move || {
-        prop_oneof![
-            v().prop_map(Operator::Lt),
-            v().prop_map(Operator::Le),
-            v().prop_map(Operator::Gt),
-            v().prop_map(Operator::Ge),
-            (v(), v()).prop_map(|(a, b)| Operator::Between(a, b)),
-        ]
-    };
-    match kind {
-        K::Text => prop_oneof![
-            common,
-            list().prop_map(Operator::In),
-            list().prop_map(Operator::NotIn),
-            awkward_text().prop_map(Operator::Contains),
-            awkward_text().prop_map(Operator::NotContains),
-            awkward_text().prop_map(Operator::StartsWith),
-            awkward_text().prop_map(Operator::EndsWith),
-        ]
-        .boxed(),
-        K::Integer | K::Decimal => {
-            prop_oneof![common, list().prop_map(Operator::In), list().prop_map(Operator::NotIn), ordered()].boxed()
-        }
-        K::Time => prop_oneof![
-            common,
-            ordered(),
-            timestamp().prop_map(Operator::Before),
-            timestamp().prop_map(Operator::After),
-            any::<u32>().prop_map(Operator::WithinLastDays),
-            any::<u32>().prop_map(Operator::MoreThanDaysAgo),
-        ]
-        .boxed(),
-    }
-}
+const LEAVES: Leaves =
+    Leaves { field: || field_strategy().boxed(), value: value_for, text: || awkward_text().boxed(), max_list: 4 };
 
 fn condition_strategy() -> impl Strategy<Value = Criteria> {
-    field_strategy().prop_flat_map(|field| {
-        operator_for(field.kind()).prop_map(move |op| {
-            let c = Condition::new(field.clone(), op).expect("generated conditions are well typed");
-            Criteria::Condition(c)
-        })
-    })
+    LEAVES.condition()
 }
 
 fn segment_ref_strategy() -> impl Strategy<Value = Criteria> {
